@@ -1,0 +1,112 @@
+//! `meshworker`: the solver daemon. Thin: parse flags, call `meshsolve::worker::run`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use meshsolve::discovery::mdns::{hostname, Mdns};
+use meshsolve::{certs, cli, solver, worker};
+use tokio_util::sync::CancellationToken;
+
+/// Serve LP/MIP solves to the meshsolve clients of your namespace on this LAN.
+///
+/// The worker picks a free UDP port, loads (or creates) your namespace's certificate
+/// authority, advertises itself over mDNS as `_meshsolve._udp.local.` and runs up to
+/// --slots solves at once, each in its own child process. Ctrl-C or SIGTERM stops
+/// advertising at once, lets running solves finish within --grace, then exits;
+/// a second Ctrl-C exits immediately. No solver process outlives the worker.
+#[derive(Parser, Debug)]
+#[command(name = "meshworker", version, max_term_width = 100)]
+struct Opts {
+    /// Namespace to serve [default: your login name]. Only clients holding the same
+    /// namespace CA can see and use this worker.
+    #[arg(long, short = 'n', env = "MESHSOLVE_NAMESPACE")]
+    namespace: Option<String>,
+    /// Solves to run at once [default: number of cores].
+    #[arg(long, short = 's')]
+    slots: Option<u32>,
+    /// UDP port to listen on (0 picks a free one).
+    #[arg(long, short = 'p', default_value_t = 0)]
+    port: u16,
+    /// Address to bind (0.0.0.0 for every IPv4 interface, :: for IPv6 too).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Advertise over mDNS only on these network interfaces (repeatable or comma-separated,
+    /// e.g. `--interface eth0`); default every interface.
+    #[arg(long = "interface", short = 'i', env = "MESHSOLVE_INTERFACE", value_delimiter = ',')]
+    interfaces: Vec<String>,
+    /// Solvers to offer, best first (repeatable or comma-separated) [default: all in this build].
+    #[arg(long = "solver", value_delimiter = ',')]
+    solvers: Vec<String>,
+    /// Instance name to advertise [default: HOST-PORT].
+    #[arg(long)]
+    name: Option<String>,
+    /// How long running solves may finish after a stop request before they are cancelled.
+    #[arg(long, default_value = "10s", value_parser = cli::parse_duration)]
+    grace: Duration,
+    /// Exit after this long without any job (e.g. `30m`); default never.
+    #[arg(long, value_parser = cli::parse_duration)]
+    idle_exit: Option<Duration>,
+    /// Directory holding namespace CAs [default: ~/.config/meshsolve].
+    #[arg(long, env = "MESHSOLVE_HOME")]
+    home: Option<PathBuf>,
+    /// Log level or filter (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(solver::process::CHILD_FLAG) {
+        return ExitCode::from(solver::process::child_main() as u8);
+    }
+    let opts = Opts::parse();
+    cli::init_tracing(&opts.log_level);
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshworker: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(opts: Opts) -> anyhow::Result<()> {
+    let namespace = opts.namespace.unwrap_or_else(certs::default_namespace);
+    certs::validate_namespace(&namespace)?;
+    let slots = opts.slots.unwrap_or_else(worker::default_slots);
+    if slots == 0 {
+        bail!("--slots must be at least 1");
+    }
+    let solvers = if opts.solvers.is_empty() { worker::default_solvers() } else { opts.solvers };
+    for s in &solvers {
+        solver::by_name(s)?;
+    }
+    let bind = SocketAddr::new(opts.bind, opts.port);
+    let probe = std::net::UdpSocket::bind(bind).with_context(|| format!("cannot bind UDP {bind}; is the port in use?"))?;
+    let port = probe.local_addr()?.port();
+    drop(probe);
+    let cfg = worker::WorkerConfig {
+        instance: opts.name.unwrap_or_else(|| format!("{}-{port}", hostname())),
+        namespace,
+        home: opts.home.unwrap_or_else(certs::default_home),
+        bind: SocketAddr::new(opts.bind, port),
+        slots,
+        solvers,
+        grace: opts.grace,
+        idle_exit: opts.idle_exit,
+        solver_exe: std::env::current_exe().context("cannot find my own executable")?,
+        max_model: worker::DEFAULT_MAX_MODEL,
+    };
+    let discovery = Arc::new(Mdns::new(&opts.interfaces).context("cannot start mDNS")?);
+    let shutdown = CancellationToken::new();
+    cli::on_signals(shutdown.clone(), "meshworker");
+    worker::run(cfg, discovery, shutdown, |addr| {
+        eprintln!("meshworker: listening on {addr}");
+    })
+    .await
+}

@@ -1,0 +1,174 @@
+//! mDNS discovery on top of `mdns-sd`. No `mdns_sd` type leaves this file.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+use tokio::sync::mpsc;
+
+use super::{Discovery, DiscoveryError, DiscoveryEvent, WorkerAd, SERVICE_TYPE};
+
+/// mDNS announcer and browser.
+pub struct Mdns {
+    daemon: ServiceDaemon,
+    registered: Mutex<Vec<String>>,
+}
+
+fn err(e: impl std::fmt::Display) -> DiscoveryError {
+    DiscoveryError::Mdns(e.to_string())
+}
+
+impl Mdns {
+    /// Starts an mDNS daemon. `interfaces` restricts it to the named network
+    /// interfaces (e.g. `lo`); empty means every interface.
+    pub fn new(interfaces: &[String]) -> Result<Self, DiscoveryError> {
+        let daemon = ServiceDaemon::new().map_err(err)?;
+        if !interfaces.is_empty() {
+            daemon.disable_interface(IfKind::All).map_err(err)?;
+            for name in interfaces {
+                daemon.enable_interface(IfKind::Name(name.clone())).map_err(err)?;
+            }
+        }
+        Ok(Mdns {
+            daemon,
+            registered: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+fn host_label() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "host".into()
+    };
+    let label: String = name
+        .split('.')
+        .next()
+        .unwrap_or("host")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
+    if label.is_empty() { "host".into() } else { label }
+}
+
+/// This machine's short host name, used in worker instance names.
+pub fn hostname() -> String {
+    host_label()
+}
+
+fn encode(ad: &WorkerAd) -> Vec<(String, String)> {
+    let solvers = ad.solvers.iter().map(|(n, v)| format!("{n}:{v}")).collect::<Vec<_>>().join(",");
+    vec![
+        ("proto".into(), ad.protocol.to_string()),
+        ("ns".into(), ad.namespace.clone()),
+        ("ca".into(), ad.ca_fingerprint.clone()),
+        ("solvers".into(), solvers),
+        ("slots".into(), ad.slots.to_string()),
+        ("ver".into(), ad.version.clone()),
+    ]
+}
+
+/// Decodes TXT properties; `None` when a required one is missing or malformed.
+pub fn decode(instance: &str, addrs: Vec<SocketAddr>, get: impl Fn(&str) -> Option<String>) -> Option<WorkerAd> {
+    let solvers = get("solvers")?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.split_once(':') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => (s.to_string(), String::new()),
+        })
+        .collect();
+    Some(WorkerAd {
+        instance: instance.to_string(),
+        namespace: get("ns")?,
+        addrs,
+        solvers,
+        slots: get("slots")?.parse().ok()?,
+        ca_fingerprint: get("ca")?,
+        protocol: get("proto")?.parse().ok()?,
+        version: get("ver").unwrap_or_default(),
+    })
+}
+
+impl Discovery for Mdns {
+    fn announce(&self, ad: &WorkerAd) -> Result<(), DiscoveryError> {
+        let port = ad.addrs.first().map(|a| a.port()).unwrap_or(0);
+        let host = format!("{}.local.", host_label());
+        let props = encode(ad);
+        let info = ServiceInfo::new(SERVICE_TYPE, &ad.instance, &host, "", port, &props[..])
+            .map_err(err)?
+            .enable_addr_auto();
+        let fullname = info.get_fullname().to_string();
+        self.daemon.register(info).map_err(err)?;
+        if let Ok(mut r) = self.registered.lock() {
+            r.push(fullname);
+        }
+        Ok(())
+    }
+
+    fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError> {
+        let rx = self.daemon.browse(SERVICE_TYPE).map_err(err)?;
+        let (tx, out) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("mdns-browse".into())
+            .spawn(move || {
+                while let Ok(ev) = rx.recv() {
+                    let sent = match ev {
+                        ServiceEvent::ServiceResolved(svc) => {
+                            let instance = svc
+                                .fullname
+                                .strip_suffix(&format!(".{SERVICE_TYPE}"))
+                                .unwrap_or(&svc.fullname)
+                                .to_string();
+                            let mut addrs: Vec<SocketAddr> = svc
+                                .addresses
+                                .iter()
+                                .map(|a| SocketAddr::new(a.to_ip_addr(), svc.port))
+                                .collect();
+                            addrs.sort();
+                            let props = &svc.txt_properties;
+                            match decode(&instance, addrs, |k| props.get_property_val_str(k).map(str::to_string)) {
+                                Some(ad) => tx.send(DiscoveryEvent::Up(ad)),
+                                None => {
+                                    tracing::debug!(%instance, "ignoring mDNS advert with missing fields");
+                                    Ok(())
+                                }
+                            }
+                        }
+                        ServiceEvent::ServiceRemoved(_, fullname) => {
+                            let instance = fullname
+                                .strip_suffix(&format!(".{SERVICE_TYPE}"))
+                                .unwrap_or(&fullname)
+                                .to_string();
+                            tx.send(DiscoveryEvent::Down(instance))
+                        }
+                        _ => Ok(()),
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(err)?;
+        Ok(out)
+    }
+
+    fn shutdown(&self) {
+        let names: Vec<String> = self.registered.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        for name in names {
+            if let Ok(rx) = self.daemon.unregister(&name) {
+                // Wait for the goodbye packets to be sent.
+                let _ = rx.recv_timeout(Duration::from_secs(1));
+            }
+        }
+        if let Ok(rx) = self.daemon.shutdown() {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+    }
+}

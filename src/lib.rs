@@ -1,0 +1,10 @@
+//! meshsolve: a zero-config LAN mesh of LP/MIP solver servers.
+pub mod certs;
+pub mod cli;
+pub mod client;
+pub mod discovery;
+pub mod model;
+pub mod protocol;
+pub mod solver;
+pub mod transport;
+pub mod worker;

@@ -1,0 +1,438 @@
+//! The in-memory model every reader produces and every solver consumes.
+//!
+//! A [`Model`] is a linear program with optional integer columns:
+//! `min/max c'x + offset` subject to `row.lower <= A x <= row.upper` and
+//! `col.lower <= x <= col.upper`. Readers for the CPLEX LP format ([`lp`]) and
+//! MPS, fixed or free ([`mps`]), fill it from a stream, so a large or
+//! gzip-compressed file is read once, line by line.
+
+pub mod lp;
+pub mod mps;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Optimisation direction of the objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sense {
+    /// Minimise the objective (the default of both formats).
+    Minimize,
+    /// Maximise the objective.
+    Maximize,
+}
+
+/// One decision variable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// Name as written in the file.
+    pub name: String,
+    /// Lower bound (`-inf` allowed).
+    pub lower: f64,
+    /// Upper bound (`+inf` allowed).
+    pub upper: f64,
+    /// Objective coefficient.
+    pub cost: f64,
+    /// Whether the column must take an integer value.
+    pub integer: bool,
+}
+
+/// One constraint `lower <= sum(coef * x) <= upper`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Name as written in the file.
+    pub name: String,
+    /// Lower side (`-inf` for a `<=` row).
+    pub lower: f64,
+    /// Upper side (`+inf` for a `>=` row).
+    pub upper: f64,
+    /// Sparse coefficients: (column index, value).
+    pub coefs: Vec<(u32, f64)>,
+}
+
+/// A linear or mixed-integer program.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// Problem name (from the file's NAME line, or the file stem).
+    pub name: String,
+    /// Direction of optimisation.
+    pub sense: Sense,
+    /// Constant added to the objective.
+    pub offset: f64,
+    /// Variables, in order of first appearance.
+    pub cols: Vec<Column>,
+    /// Constraints, in file order.
+    pub rows: Vec<Row>,
+}
+
+impl Model {
+    /// An empty minimisation model.
+    pub fn new(name: impl Into<String>) -> Self {
+        Model {
+            name: name.into(),
+            sense: Sense::Minimize,
+            offset: 0.0,
+            cols: Vec::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Number of integer columns.
+    pub fn num_integers(&self) -> usize {
+        self.cols.iter().filter(|c| c.integer).count()
+    }
+
+    /// Number of non-zero constraint coefficients.
+    pub fn nnz(&self) -> usize {
+        self.rows.iter().map(|r| r.coefs.len()).sum()
+    }
+
+    /// Objective value of `x` (including the offset).
+    pub fn objective_of(&self, x: &[f64]) -> f64 {
+        self.offset + self.cols.iter().zip(x).map(|(c, v)| c.cost * v).sum::<f64>()
+    }
+
+    /// Writes the model in free MPS; readers of this crate and every common solver take it.
+    pub fn write_mps(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        writeln!(out, "NAME {}", if self.name.is_empty() { "model" } else { &self.name })?;
+        if self.sense == Sense::Maximize {
+            writeln!(out, "OBJSENSE\n    MAX")?;
+        }
+        writeln!(out, "ROWS\n N obj")?;
+        for r in &self.rows {
+            let kind = match (r.lower.is_finite(), r.upper.is_finite()) {
+                (true, true) if r.lower == r.upper => "E",
+                (true, _) => "G",
+                (false, true) => "L",
+                (false, false) => "N",
+            };
+            writeln!(out, " {kind} {}", r.name)?;
+        }
+        // Column-major view of the row-major matrix.
+        let mut by_col: Vec<Vec<(usize, f64)>> = vec![Vec::new(); self.cols.len()];
+        for (i, r) in self.rows.iter().enumerate() {
+            for &(j, v) in &r.coefs {
+                by_col[j as usize].push((i, v));
+            }
+        }
+        writeln!(out, "COLUMNS")?;
+        let mut in_int = false;
+        for (j, c) in self.cols.iter().enumerate() {
+            if c.integer != in_int {
+                let m = if c.integer { "INTORG" } else { "INTEND" };
+                writeln!(out, "    MARKER MARKER {m}")?;
+                in_int = c.integer;
+            }
+            if c.cost != 0.0 {
+                writeln!(out, "    {} obj {:e}", c.name, c.cost)?;
+            }
+            for &(i, v) in &by_col[j] {
+                writeln!(out, "    {} {} {:e}", c.name, self.rows[i].name, v)?;
+            }
+            if c.cost == 0.0 && by_col[j].is_empty() {
+                writeln!(out, "    {} obj 0", c.name)?;
+            }
+        }
+        if in_int {
+            writeln!(out, "    MARKER MARKER INTEND")?;
+        }
+        writeln!(out, "RHS")?;
+        if self.offset != 0.0 {
+            writeln!(out, "    rhs obj {:e}", -self.offset)?;
+        }
+        let mut ranges = Vec::new();
+        for r in &self.rows {
+            let rhs = if r.lower.is_finite() { r.lower } else { r.upper };
+            if rhs.is_finite() && rhs != 0.0 {
+                writeln!(out, "    rhs {} {:e}", r.name, rhs)?;
+            }
+            if r.lower.is_finite() && r.upper.is_finite() && r.lower != r.upper {
+                ranges.push((&r.name, r.upper - r.lower));
+            }
+        }
+        if !ranges.is_empty() {
+            writeln!(out, "RANGES")?;
+            for (n, v) in ranges {
+                writeln!(out, "    rng {n} {v:e}")?;
+            }
+        }
+        writeln!(out, "BOUNDS")?;
+        for c in &self.cols {
+            match (c.lower, c.upper) {
+                (l, u) if l == u => writeln!(out, " FX bnd {} {l:e}", c.name)?,
+                (l, u) if l == f64::NEG_INFINITY && u == f64::INFINITY => {
+                    writeln!(out, " FR bnd {}", c.name)?
+                }
+                (l, u) => {
+                    if l == f64::NEG_INFINITY {
+                        writeln!(out, " MI bnd {}", c.name)?;
+                    } else if l != 0.0 || c.integer {
+                        writeln!(out, " LO bnd {} {l:e}", c.name)?;
+                    }
+                    if u.is_finite() {
+                        writeln!(out, " UP bnd {} {u:e}", c.name)?;
+                    } else if c.integer {
+                        writeln!(out, " PL bnd {}", c.name)?;
+                    }
+                }
+            }
+        }
+        writeln!(out, "ENDATA")
+    }
+}
+
+/// File formats the readers understand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Format {
+    /// CPLEX LP format.
+    Lp,
+    /// MPS, fixed or free.
+    Mps,
+}
+
+impl Format {
+    /// Guesses the format and compression from a file name
+    /// (`.lp`, `.mps`, `.fixed`/`.free`, each optionally followed by `.gz`).
+    pub fn from_path(path: &Path) -> Option<(Format, bool)> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        let (stem, gz) = match name.strip_suffix(".gz") {
+            Some(s) => (s.to_string(), true),
+            None => (name, false),
+        };
+        let ext = stem.rsplit('.').next()?;
+        match ext {
+            "lp" => Some((Format::Lp, gz)),
+            "mps" | "fixed" | "free" => Some((Format::Mps, gz)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a model could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file could not be opened or read. Retrying helps only if the file changes.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not a well-formed model; fix the file.
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What was found and what was expected.
+        message: String,
+    },
+    /// The file name says neither LP nor MPS.
+    #[error("{path}: unknown model format; name it .lp, .mps (optionally .gz) or pass --format lp|mps")]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// A syntax error without the file name, which the caller adds.
+#[derive(Debug)]
+pub(crate) struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+pub(crate) fn syntax(line: usize, message: impl Into<String>) -> StreamError {
+    StreamError::Parse(ParseError {
+        line,
+        message: message.into(),
+    })
+}
+
+pub(crate) type ParseResult<T> = Result<T, ParseError>;
+
+pub(crate) fn perr<T>(line: usize, message: impl Into<String>) -> ParseResult<T> {
+    Err(ParseError {
+        line,
+        message: message.into(),
+    })
+}
+
+/// Opens a model file, decompressing it on the fly when `gz` is set.
+pub fn open_stream(path: &Path, gz: bool) -> Result<Box<dyn BufRead + Send>, ModelError> {
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let reader: Box<dyn Read + Send> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    Ok(Box::new(BufReader::with_capacity(1 << 16, reader)))
+}
+
+/// Reads a model file, choosing the reader from `format` or the file name.
+pub fn read_file(path: &Path, format: Option<Format>) -> Result<Model, ModelError> {
+    let (fmt, gz) = match (format, Format::from_path(path)) {
+        (Some(f), guess) => (f, guess.map(|g| g.1).unwrap_or(false) || has_gz_suffix(path)),
+        (None, Some(g)) => g,
+        (None, None) => {
+            return Err(ModelError::UnknownFormat {
+                path: path.to_path_buf(),
+            })
+        }
+    };
+    let stream = open_stream(path, gz)?;
+    let stem = model_stem(path);
+    read_stream(stream, fmt, &stem).map_err(|e| match e {
+        StreamError::Io(source) => ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        StreamError::Parse(p) => ModelError::Syntax {
+            path: path.to_path_buf(),
+            line: p.line,
+            message: p.message,
+        },
+    })
+}
+
+fn has_gz_suffix(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+/// The file name without directory, `.gz` and the format extension.
+pub fn model_stem(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let name = name.strip_suffix(".gz").unwrap_or(&name).to_string();
+    match name.rsplit_once('.') {
+        Some((s, _)) if !s.is_empty() => s.to_string(),
+        _ => name,
+    }
+}
+
+/// Errors of [`read_stream`]: I/O or syntax.
+#[derive(Debug)]
+pub(crate) enum StreamError {
+    Io(std::io::Error),
+    Parse(ParseError),
+}
+
+impl From<ParseError> for StreamError {
+    fn from(p: ParseError) -> Self {
+        StreamError::Parse(p)
+    }
+}
+
+/// Reads from any buffered stream.
+pub(crate) fn read_stream(
+    stream: impl BufRead,
+    fmt: Format,
+    default_name: &str,
+) -> Result<Model, StreamError> {
+    match fmt {
+        Format::Lp => lp::read(stream, default_name),
+        Format::Mps => mps::read(stream, default_name),
+    }
+}
+
+/// Parses a model held in memory (used by tests and small generated models).
+pub fn parse_str(text: &str, fmt: Format) -> Result<Model, ModelError> {
+    read_stream(text.as_bytes(), fmt, "model").map_err(|e| match e {
+        StreamError::Io(source) => ModelError::Io {
+            path: PathBuf::from("<memory>"),
+            source,
+        },
+        StreamError::Parse(p) => ModelError::Syntax {
+            path: PathBuf::from("<memory>"),
+            line: p.line,
+            message: p.message,
+        },
+    })
+}
+
+/// Line iterator that counts lines and turns invalid UTF-8 into a syntax error.
+pub(crate) struct Lines<R> {
+    inner: R,
+    buf: String,
+    pub line: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    pub fn new(inner: R) -> Self {
+        Lines {
+            inner,
+            buf: String::new(),
+            line: 0,
+        }
+    }
+
+    /// The next line without its line ending, or `None` at the end.
+    pub fn next_line(&mut self) -> Result<Option<(usize, &str)>, StreamError> {
+        self.buf.clear();
+        let mut bytes = Vec::new();
+        let n = self
+            .inner
+            .read_until(b'\n', &mut bytes)
+            .map_err(StreamError::Io)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        match String::from_utf8(bytes) {
+            Ok(s) => self.buf = s,
+            Err(_) => {
+                return Err(StreamError::Parse(ParseError {
+                    line: self.line,
+                    message: "line is not valid UTF-8 text; is this a model file?".into(),
+                }))
+            }
+        }
+        Ok(Some((self.line, self.buf.trim_end_matches(['\n', '\r']))))
+    }
+}
+
+/// Name → index map used while building a model.
+#[derive(Default)]
+pub(crate) struct Names {
+    map: HashMap<String, u32>,
+}
+
+impl Names {
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.map.get(name).copied()
+    }
+    pub fn insert(&mut self, name: &str, idx: u32) {
+        self.map.insert(name.to_string(), idx);
+    }
+}
+
+/// Parses a number token, accepting `inf`/`infinity` with an optional sign.
+pub(crate) fn parse_number(tok: &str) -> Option<f64> {
+    let lower = tok.to_ascii_lowercase();
+    let (neg, body) = match lower.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, lower.strip_prefix('+').unwrap_or(&lower)),
+    };
+    let v = match body {
+        "inf" | "infinity" => f64::INFINITY,
+        _ => {
+            let first = body.chars().next()?;
+            if !(first.is_ascii_digit() || first == '.') {
+                return None;
+            }
+            body.parse::<f64>().ok()?
+        }
+    };
+    Some(if neg { -v } else { v })
+}

@@ -1,0 +1,400 @@
+//! MPS reader (fixed and free format; fields are split on whitespace, so
+//! names must not contain blanks, which every real-world file respects).
+
+use std::io::BufRead;
+
+use super::{parse_number, perr, syntax, Column, Lines, Model, Names, ParseResult, Row, Sense, StreamError};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Section {
+    None,
+    Name,
+    ObjSense,
+    Rows,
+    Columns,
+    Rhs,
+    Ranges,
+    Bounds,
+    End,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum RowKind {
+    E,
+    L,
+    G,
+}
+
+struct Builder {
+    model: Model,
+    row_names: Names,
+    col_names: Names,
+    kinds: Vec<RowKind>,
+    rhs: Vec<f64>,
+    range: Vec<Option<f64>>,
+    obj_name: Option<String>,
+    /// Extra N rows after the first are free rows, ignored as HiGHS and CPLEX do.
+    ignored_rows: Names,
+    in_integer: bool,
+    /// Integer columns from a MARKER block whose upper bound was never set.
+    marker_int: Vec<bool>,
+    upper_set: Vec<bool>,
+}
+
+/// Reads an MPS model.
+pub(crate) fn read(stream: impl BufRead, default_name: &str) -> Result<Model, StreamError> {
+    let mut lines = Lines::new(stream);
+    let mut b = Builder {
+        model: Model::new(default_name),
+        row_names: Names::default(),
+        col_names: Names::default(),
+        kinds: Vec::new(),
+        rhs: Vec::new(),
+        range: Vec::new(),
+        obj_name: None,
+        ignored_rows: Names::default(),
+        in_integer: false,
+        marker_int: Vec::new(),
+        upper_set: Vec::new(),
+    };
+    let mut section = Section::None;
+    let mut saw_rows = false;
+    while let Some((ln, raw)) = lines.next_line()? {
+        if raw.starts_with('*') || raw.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = raw.split_whitespace().collect();
+        let header = !raw.starts_with([' ', '\t']);
+        if header {
+            let key = fields[0].to_ascii_uppercase();
+            section = match key.as_str() {
+                "NAME" => {
+                    if let Some(n) = fields.get(1) {
+                        b.model.name = n.to_string();
+                    }
+                    Section::Name
+                }
+                "OBJSENSE" => {
+                    if let Some(s) = fields.get(1) {
+                        set_sense(&mut b.model, s, ln)?;
+                    }
+                    Section::ObjSense
+                }
+                "OBJSENS" => Section::ObjSense,
+                "ROWS" => {
+                    saw_rows = true;
+                    Section::Rows
+                }
+                "COLUMNS" => Section::Columns,
+                "RHS" => Section::Rhs,
+                "RANGES" => Section::Ranges,
+                "BOUNDS" => Section::Bounds,
+                "ENDATA" => Section::End,
+                "OBJNAME" => Section::Name,
+                other => {
+                    return Err(syntax(ln,
+                        format!(
+                            "unknown MPS section `{other}`; expected NAME, ROWS, COLUMNS, RHS, RANGES, BOUNDS or ENDATA (data lines must start with a blank)"
+                        )))
+                }
+            };
+            if section == Section::End {
+                break;
+            }
+            continue;
+        }
+        match section {
+            Section::ObjSense => set_sense(&mut b.model, fields[0], ln)?,
+            Section::Rows => b.row(&fields, ln)?,
+            Section::Columns => b.column(&fields, ln)?,
+            Section::Rhs => b.rhs(&fields, ln)?,
+            Section::Ranges => b.ranges(&fields, ln)?,
+            Section::Bounds => b.bounds(&fields, ln)?,
+            Section::None | Section::Name => {
+                return Err(syntax(ln, "data line before the ROWS section; is this an MPS file?"))
+            }
+            Section::End => unreachable!("loop ends at ENDATA"),
+        }
+    }
+    if section != Section::End {
+        return Err(syntax(lines.line,
+            if saw_rows {
+                "file ends without ENDATA; is it truncated?"
+            } else {
+                "no ROWS section found; is this an MPS file?"
+            }));
+    }
+    Ok(b.finish())
+}
+
+fn set_sense(model: &mut Model, word: &str, ln: usize) -> ParseResult<()> {
+    model.sense = match word.to_ascii_uppercase().as_str() {
+        "MAX" | "MAXIMIZE" | "MAXIMISE" => Sense::Maximize,
+        "MIN" | "MINIMIZE" | "MINIMISE" => Sense::Minimize,
+        other => return perr(ln, format!("OBJSENSE `{other}`; expected MIN or MAX")),
+    };
+    Ok(())
+}
+
+fn number(tok: &str, ln: usize, what: &str) -> ParseResult<f64> {
+    match parse_number(tok) {
+        Some(v) if !v.is_nan() => Ok(v),
+        _ => perr(ln, format!("expected a number for {what}, found `{tok}`")),
+    }
+}
+
+impl Builder {
+    fn row(&mut self, f: &[&str], ln: usize) -> ParseResult<()> {
+        if f.len() < 2 {
+            return perr(ln, "ROWS line needs a type (N, E, L, G) and a name");
+        }
+        let name = f[1];
+        let kind = match f[0].to_ascii_uppercase().as_str() {
+            "N" => {
+                if self.obj_name.is_none() {
+                    self.obj_name = Some(name.to_string());
+                } else {
+                    self.ignored_rows.insert(name, 0);
+                }
+                return Ok(());
+            }
+            "E" => RowKind::E,
+            "L" => RowKind::L,
+            "G" => RowKind::G,
+            other => return perr(ln, format!("row type `{other}`; expected N, E, L or G")),
+        };
+        if self.row_names.get(name).is_some() {
+            return perr(ln, format!("row `{name}` defined twice"));
+        }
+        let idx = self.model.rows.len() as u32;
+        self.row_names.insert(name, idx);
+        self.model.rows.push(Row {
+            name: name.to_string(),
+            lower: 0.0,
+            upper: 0.0,
+            coefs: Vec::new(),
+        });
+        self.kinds.push(kind);
+        self.rhs.push(0.0);
+        self.range.push(None);
+        Ok(())
+    }
+
+    fn column(&mut self, f: &[&str], ln: usize) -> ParseResult<()> {
+        if f.len() >= 3 && f[1].trim_matches('\'').eq_ignore_ascii_case("MARKER") {
+            match f[2].trim_matches('\'').to_ascii_uppercase().as_str() {
+                "INTORG" => self.in_integer = true,
+                "INTEND" => self.in_integer = false,
+                other => return perr(ln, format!("MARKER `{other}`; expected INTORG or INTEND")),
+            }
+            return Ok(());
+        }
+        if f.len() != 3 && f.len() != 5 {
+            return perr(
+                ln,
+                format!("COLUMNS line has {} fields; expected: column row value [row value]", f.len()),
+            );
+        }
+        let col = match self.col_names.get(f[0]) {
+            Some(j) => j,
+            None => {
+                let j = self.model.cols.len() as u32;
+                self.col_names.insert(f[0], j);
+                self.model.cols.push(Column {
+                    name: f[0].to_string(),
+                    lower: 0.0,
+                    upper: f64::INFINITY,
+                    cost: 0.0,
+                    integer: self.in_integer,
+                });
+                self.marker_int.push(self.in_integer);
+                self.upper_set.push(false);
+                j
+            }
+        };
+        for pair in f[1..].chunks(2) {
+            let v = number(pair[1], ln, &format!("coefficient of `{}` in row `{}`", f[0], pair[0]))?;
+            if self.obj_name.as_deref() == Some(pair[0]) {
+                self.model.cols[col as usize].cost += v;
+            } else if let Some(i) = self.row_names.get(pair[0]) {
+                if v != 0.0 {
+                    self.model.rows[i as usize].coefs.push((col, v));
+                }
+            } else if self.ignored_rows.get(pair[0]).is_none() {
+                return perr(ln, format!("column `{}` refers to row `{}`, which ROWS does not define", f[0], pair[0]));
+            }
+        }
+        Ok(())
+    }
+
+    /// Pairs of (row, value), with an optional leading set name.
+    fn pairs<'a>(f: &'a [&'a str], ln: usize, section: &str) -> ParseResult<&'a [&'a str]> {
+        match f.len() {
+            2 | 4 => Ok(f),
+            3 | 5 => Ok(&f[1..]),
+            n => perr(ln, format!("{section} line has {n} fields; expected: [set] row value [row value]")),
+        }
+    }
+
+    fn rhs(&mut self, f: &[&str], ln: usize) -> ParseResult<()> {
+        for pair in Self::pairs(f, ln, "RHS")?.chunks(2) {
+            let v = number(pair[1], ln, &format!("right-hand side of `{}`", pair[0]))?;
+            if self.obj_name.as_deref() == Some(pair[0]) {
+                self.model.offset = -v;
+            } else if let Some(i) = self.row_names.get(pair[0]) {
+                self.rhs[i as usize] = v;
+            } else if self.ignored_rows.get(pair[0]).is_none() {
+                return perr(ln, format!("RHS for row `{}`, which ROWS does not define", pair[0]));
+            }
+        }
+        Ok(())
+    }
+
+    fn ranges(&mut self, f: &[&str], ln: usize) -> ParseResult<()> {
+        for pair in Self::pairs(f, ln, "RANGES")?.chunks(2) {
+            let v = number(pair[1], ln, &format!("range of `{}`", pair[0]))?;
+            match self.row_names.get(pair[0]) {
+                Some(i) => self.range[i as usize] = Some(v),
+                None => return perr(ln, format!("RANGES for row `{}`, which ROWS does not define", pair[0])),
+            }
+        }
+        Ok(())
+    }
+
+    fn bounds(&mut self, f: &[&str], ln: usize) -> ParseResult<()> {
+        if f.len() < 2 {
+            return perr(ln, "BOUNDS line needs a type, a column and usually a value");
+        }
+        let kind = f[0].to_ascii_uppercase();
+        let needs_value = matches!(kind.as_str(), "UP" | "LO" | "FX" | "LI" | "UI" | "SC");
+        let (col_name, value) = match (f.len(), needs_value) {
+            (2, false) => (f[1], None),
+            (3, false) => (f[2], None),
+            (3, true) => (f[1], Some(f[2])),
+            (4, _) => (f[2], Some(f[3])),
+            (n, _) => {
+                return perr(ln, format!("BOUNDS line has {n} fields; expected: type [set] column value"))
+            }
+        };
+        // BV, FR, MI, PL with a value (some writers add one): ignore it, except BV's.
+        let col = match self.col_names.get(col_name) {
+            Some(j) => j as usize,
+            None => return perr(ln, format!("bound on column `{col_name}`, which COLUMNS does not define")),
+        };
+        let val = match value {
+            Some(t) => Some(number(t, ln, &format!("bound of `{col_name}`"))?),
+            None => None,
+        };
+        let need = || -> ParseResult<f64> {
+            match val {
+                Some(v) => Ok(v),
+                None => perr(ln, format!("bound type {kind} needs a value")),
+            }
+        };
+        let c = &mut self.model.cols[col];
+        match kind.as_str() {
+            "UP" => {
+                let v = need()?;
+                c.upper = v;
+                if v < 0.0 && c.lower == 0.0 {
+                    c.lower = f64::NEG_INFINITY;
+                }
+                self.upper_set[col] = true;
+            }
+            "LO" => c.lower = need()?,
+            "FX" => {
+                let v = need()?;
+                c.lower = v;
+                c.upper = v;
+                self.upper_set[col] = true;
+            }
+            "FR" => {
+                c.lower = f64::NEG_INFINITY;
+                c.upper = f64::INFINITY;
+                self.upper_set[col] = true;
+            }
+            "MI" => c.lower = f64::NEG_INFINITY,
+            "PL" => {
+                c.upper = f64::INFINITY;
+                self.upper_set[col] = true;
+            }
+            "BV" => {
+                c.lower = 0.0;
+                c.upper = 1.0;
+                c.integer = true;
+                self.upper_set[col] = true;
+            }
+            "LI" => {
+                c.lower = need()?;
+                c.integer = true;
+            }
+            "UI" => {
+                let v = need()?;
+                c.upper = v;
+                c.integer = true;
+                self.upper_set[col] = true;
+            }
+            "SC" => {
+                return perr(ln, "semi-continuous bounds (SC) are not supported by meshsolve's solvers")
+            }
+            other => {
+                return perr(ln, format!("bound type `{other}`; expected UP, LO, FX, FR, MI, PL, BV, LI or UI"))
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Model {
+        for (i, row) in self.model.rows.iter_mut().enumerate() {
+            let rhs = self.rhs[i];
+            let (lo, up) = match (self.kinds[i], self.range[i]) {
+                (RowKind::E, None) => (rhs, rhs),
+                (RowKind::L, None) => (f64::NEG_INFINITY, rhs),
+                (RowKind::G, None) => (rhs, f64::INFINITY),
+                (RowKind::E, Some(r)) if r >= 0.0 => (rhs, rhs + r),
+                (RowKind::E, Some(r)) => (rhs + r, rhs),
+                (RowKind::L, Some(r)) => (rhs - r.abs(), rhs),
+                (RowKind::G, Some(r)) => (rhs, rhs + r.abs()),
+            };
+            row.lower = lo;
+            row.upper = up;
+        }
+        for (j, c) in self.model.cols.iter_mut().enumerate() {
+            // Integer columns of a MARKER block with no upper bound are binary by convention.
+            if self.marker_int[j] && !self.upper_set[j] && c.lower <= 0.0 {
+                c.upper = 1.0;
+            }
+        }
+        self.model
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{parse_str, Format, Sense};
+
+    #[test]
+    fn free_format_and_ranges() {
+        let m = parse_str(
+            "NAME t\nOBJSENSE\n    MAX\nROWS\n N obj\n L c1\n G c2\n E c3\nCOLUMNS\n x obj 1 c1 1\n x c2 1\n    MARKER MARKER INTORG\n y obj 2 c3 1\n    MARKER MARKER INTEND\nRHS\n rhs c1 4 c2 1\n rhs obj -3\nRANGES\n rng c1 2 c3 -1\nBOUNDS\n UP bnd x 10\nENDATA\n",
+            Format::Mps,
+        )
+        .unwrap();
+        assert_eq!(m.sense, Sense::Maximize);
+        assert_eq!(m.offset, 3.0);
+        assert_eq!((m.rows[0].lower, m.rows[0].upper), (2.0, 4.0));
+        assert_eq!((m.rows[2].lower, m.rows[2].upper), (-1.0, 0.0));
+        assert!(m.cols[1].integer);
+        assert_eq!(m.cols[1].upper, 1.0);
+        assert_eq!(m.cols[0].upper, 10.0);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse_str("NAME t\nROWS\n N obj\nCOLUMNS\n x obj abc\nENDATA\n", Format::Mps).unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains(":5:") && s.contains("expected a number"), "{s}");
+        let e = parse_str("NAME t\nROWS\n N obj\n", Format::Mps).unwrap_err();
+        assert!(e.to_string().contains("ENDATA"), "{e}");
+    }
+}

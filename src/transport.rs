@@ -1,0 +1,134 @@
+//! QUIC endpoints with TLS 1.3 and mutual authentication against the
+//! namespace CA.
+//!
+//! Both ends trust exactly one root, their namespace's CA. A worker refuses a
+//! client whose certificate another CA signed, and a client refuses a worker
+//! likewise, during the handshake, before any message is exchanged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::crypto::ring::default_provider;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+
+use crate::certs::{Identity, WORKER_NAME};
+use crate::protocol::ALPN;
+
+/// Keep-alive interval: a dead peer is noticed within [`IDLE_TIMEOUT`].
+pub const KEEP_ALIVE: Duration = Duration::from_millis(1000);
+/// A connection with no packets for this long is dead (worker killed, cable pulled).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Errors setting up TLS or endpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The TLS configuration could not be built from the identity (corrupt certificate or key).
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// The UDP socket could not be bound.
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        /// Address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(default_provider())
+}
+
+fn roots(id: &Identity) -> Result<Arc<RootCertStore>, TransportError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(id.ca.clone()).map_err(|e| TransportError::Tls(e.to_string()))?;
+    Ok(Arc::new(roots))
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("4 s is a valid idle timeout")));
+    t.max_concurrent_uni_streams(0u8.into());
+    t.max_concurrent_bidi_streams(1024u32.into());
+    Arc::new(t)
+}
+
+/// Server side of a worker: TLS 1.3, client certificates required and checked against the CA.
+pub fn server_config(id: &Identity) -> Result<quinn::ServerConfig, TransportError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(id)?, provider())
+        .build()
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(transport_config());
+    Ok(cfg)
+}
+
+/// Client side: trusts only the namespace CA and presents its own leaf.
+pub fn client_config(id: &Identity) -> Result<quinn::ClientConfig, TransportError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_root_certificates(roots(id)?)
+        .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(transport_config());
+    Ok(cfg)
+}
+
+/// Binds a worker endpoint.
+pub fn server_endpoint(id: &Identity, addr: SocketAddr) -> Result<quinn::Endpoint, TransportError> {
+    quinn::Endpoint::server(server_config(id)?, addr).map_err(|source| TransportError::Bind { addr, source })
+}
+
+/// Binds a client endpoint on an ephemeral port (IPv6 dual-stack when possible).
+pub fn client_endpoint(id: &Identity) -> Result<quinn::Endpoint, TransportError> {
+    let v6: SocketAddr = "[::]:0".parse().expect("literal address");
+    let v4: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
+    let mut ep = match quinn::Endpoint::client(v6) {
+        Ok(ep) => ep,
+        Err(_) => quinn::Endpoint::client(v4).map_err(|source| TransportError::Bind { addr: v4, source })?,
+    };
+    ep.set_default_client_config(client_config(id)?);
+    Ok(ep)
+}
+
+/// Server name the client asks for; every worker certificate carries it.
+pub fn server_name() -> &'static str {
+    WORKER_NAME
+}
+
+/// Turns a connection error into a sentence a user can act on.
+pub fn explain_connect_error(addr: SocketAddr, namespace: &str, err: &quinn::ConnectionError) -> String {
+    let text = err.to_string();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("unknownissuer") || lower.contains("unknown ca") || lower.contains("unknownca")
+        || lower.contains("badcertificate") || lower.contains("bad certificate") || lower.contains("certificate")
+    {
+        format!(
+            "worker {addr} refused the TLS handshake or presented a certificate not signed by namespace `{namespace}`'s CA ({text}); \
+             it belongs to another namespace, or this box needs the namespace CA: `meshsolve certs export` on a member box, `meshsolve certs import FILE` here"
+        )
+    } else if lower.contains("timed out") {
+        format!("worker {addr} did not answer ({text}); is it still running and is UDP to it allowed?")
+    } else if lower.contains("alpn") || lower.contains("no_application_protocol") || lower.contains("noapplicationprotocol") {
+        format!("worker {addr} speaks another meshsolve protocol version ({text}); upgrade both to the same release")
+    } else {
+        format!("connection to worker {addr} failed: {text}")
+    }
+}

@@ -1,0 +1,361 @@
+//! The worker service: accepts jobs over QUIC, runs at most `slots` solves at
+//! once in child processes, advertises itself, and shuts down cleanly.
+//!
+//! Shutdown order: withdraw the advert (mDNS goodbye), stop accepting, let
+//! running jobs finish within the grace period, cancel the rest (killing
+//! their solver processes), close connections.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::certs::{NamespaceCa, WORKER_NAME};
+use crate::discovery::{Discovery, WorkerAd};
+use crate::protocol::{
+    read_msg, write_msg, FailKind, FrameError, Request, Response, ShutdownAck, SolveRequest, SolverInfo,
+    WorkerStatus, MAX_CONTROL,
+};
+use crate::solver::process::{self, ChildRequest, RunError};
+use crate::solver::{self, Solver};
+
+/// Largest model a worker accepts by default.
+pub const DEFAULT_MAX_MODEL: u64 = 4 << 30;
+
+/// A validated worker configuration.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Namespace served.
+    pub namespace: String,
+    /// Where namespace CAs live.
+    pub home: PathBuf,
+    /// UDP address to bind (port 0 picks a free one).
+    pub bind: SocketAddr,
+    /// Concurrent solves.
+    pub slots: u32,
+    /// Solvers offered, best first (must exist in this build).
+    pub solvers: Vec<String>,
+    /// Instance name advertised.
+    pub instance: String,
+    /// Time running jobs get to finish on shutdown before they are cancelled.
+    pub grace: Duration,
+    /// Exit after this long without jobs.
+    pub idle_exit: Option<Duration>,
+    /// The executable started for each solve (normally the worker's own binary).
+    pub solver_exe: PathBuf,
+    /// Largest model accepted, bytes.
+    pub max_model: u64,
+}
+
+struct Shared {
+    cfg: WorkerConfig,
+    slots: Arc<Semaphore>,
+    /// Jobs get a child of this token: cancelled after the grace period on shutdown.
+    jobs: CancellationToken,
+    /// Set when the worker is shutting down (no new jobs).
+    stop: CancellationToken,
+    tmp: PathBuf,
+    next_job: AtomicU64,
+    last_activity: std::sync::Mutex<Instant>,
+}
+
+/// Runs a worker until `shutdown` fires or a client asks it to exit.
+/// `on_ready` receives the bound address once it accepts connections.
+pub async fn run(
+    cfg: WorkerConfig,
+    discovery: Arc<dyn Discovery>,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let ca = NamespaceCa::load_or_create(&cfg.home, &cfg.namespace)
+        .with_context(|| format!("cannot load or create the CA of namespace `{}`", cfg.namespace))?;
+    let id = ca.issue(WORKER_NAME)?;
+    let endpoint = crate::transport::server_endpoint(&id, cfg.bind)?;
+    let local = endpoint.local_addr()?;
+    let tmp = std::env::temp_dir().join(format!("meshworker-{}-{}", std::process::id(), local.port()));
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+
+    let infos: Vec<SolverInfo> = cfg
+        .solvers
+        .iter()
+        .filter_map(|n| solver::by_name(n).ok())
+        .map(|s| SolverInfo {
+            name: s.name().into(),
+            version: s.version(),
+        })
+        .collect();
+    let ad = WorkerAd {
+        instance: cfg.instance.clone(),
+        namespace: cfg.namespace.clone(),
+        addrs: vec![local],
+        solvers: infos.iter().map(|s| (s.name.clone(), s.version.clone())).collect(),
+        slots: cfg.slots,
+        ca_fingerprint: ca.fingerprint(),
+        protocol: crate::protocol::VERSION,
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    discovery.announce(&ad)?;
+    info!(instance = %cfg.instance, namespace = %cfg.namespace, addr = %local, slots = cfg.slots,
+          solvers = ?cfg.solvers, ca = %ad.ca_fingerprint, "worker ready");
+    on_ready(local);
+
+    let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(cfg.slots as usize)),
+        jobs: CancellationToken::new(),
+        stop: shutdown.child_token(),
+        tmp: tmp.clone(),
+        next_job: AtomicU64::new(1),
+        last_activity: std::sync::Mutex::new(Instant::now()),
+        cfg,
+    });
+    let tracker = TaskTracker::new();
+    let idle_check = async {
+        match shared.cfg.idle_exit {
+            Some(limit) => loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let busy = shared.cfg.slots as usize - shared.slots.available_permits();
+                let last = shared.last_activity.lock().map(|t| *t).unwrap_or_else(|_| Instant::now());
+                if busy == 0 && last.elapsed() >= limit {
+                    info!("idle for {:?}; exiting (--idle-exit)", limit);
+                    return;
+                }
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(idle_check);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.stop.cancelled() => break,
+            _ = &mut idle_check => break,
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let shared = shared.clone();
+                let t2 = tracker.clone();
+                tracker.spawn(async move {
+                    let remote = incoming.remote_address();
+                    match incoming.await {
+                        Ok(conn) => handle_connection(conn, shared, t2).instrument(tracing::info_span!("conn", %remote)).await,
+                        Err(e) => warn!(%remote, "refused connection: {e}"),
+                    }
+                });
+            }
+        }
+    }
+    info!("shutting down: withdrawing advert");
+    let d = discovery.clone();
+    let _ = tokio::task::spawn_blocking(move || d.shutdown()).await;
+    shared.stop.cancel();
+    endpoint.set_server_config(None);
+    tracker.close();
+    let running = shared.cfg.slots as usize - shared.slots.available_permits();
+    if running > 0 {
+        info!(running, grace = ?shared.cfg.grace, "waiting for running jobs");
+    }
+    if tokio::time::timeout(shared.cfg.grace, tracker.wait()).await.is_err() {
+        warn!("grace period over: cancelling running jobs");
+        shared.jobs.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    }
+    shared.jobs.cancel();
+    endpoint.close(0u32.into(), b"worker exiting");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    info!("worker stopped");
+    Ok(())
+}
+
+async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>, tracker: TaskTracker) {
+    debug!("client connected");
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept_bi() => s,
+            _ = shared.stop.cancelled() => {
+                // Keep serving streams already open; new ones are refused below.
+                conn.accept_bi().await
+            }
+        };
+        let (send, recv) = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                debug!("connection ended: {e}");
+                return;
+            }
+        };
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            if let Err(e) = handle_stream(send, recv, &shared).await {
+                debug!("stream failed: {e}");
+            }
+        });
+    }
+}
+
+async fn handle_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, shared: &Shared) -> Result<(), FrameError> {
+    let req: Request = match read_msg(&mut recv, MAX_CONTROL).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            warn!("bad request: {e}");
+            let _ = write_msg(&mut send, &Response::Failed { kind: FailKind::Rejected, message: format!("bad request: {e}") }).await;
+            let _ = send.finish();
+            return Err(e);
+        }
+    };
+    match req {
+        Request::Status => {
+            let st = WorkerStatus {
+                name: shared.cfg.instance.clone(),
+                namespace: shared.cfg.namespace.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                solvers: shared
+                    .cfg
+                    .solvers
+                    .iter()
+                    .filter_map(|n| solver::by_name(n).ok())
+                    .map(|s| SolverInfo { name: s.name().into(), version: s.version() })
+                    .collect(),
+                slots: shared.cfg.slots,
+                busy: (shared.cfg.slots as usize - shared.slots.available_permits()) as u32,
+                draining: shared.stop.is_cancelled(),
+            };
+            write_msg(&mut send, &st).await?;
+        }
+        Request::Shutdown => {
+            let running = (shared.cfg.slots as usize - shared.slots.available_permits()) as u32;
+            info!("shutdown requested by a client of this namespace");
+            write_msg(&mut send, &ShutdownAck { name: shared.cfg.instance.clone(), running }).await?;
+            shared.stop.cancel();
+        }
+        Request::Solve(req) => {
+            let reply = solve(req, &mut send, &mut recv, shared).await;
+            write_msg(&mut send, &reply).await?;
+        }
+    }
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+    Ok(())
+}
+
+fn failed(kind: FailKind, message: impl Into<String>) -> Response {
+    Response::Failed { kind, message: message.into() }
+}
+
+async fn solve(req: SolveRequest, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, shared: &Shared) -> Response {
+    if shared.stop.is_cancelled() {
+        return failed(FailKind::Unavailable, "worker is shutting down");
+    }
+    if let Ok(mut t) = shared.last_activity.lock() {
+        *t = Instant::now();
+    }
+    let solver_name = match &req.solver {
+        Some(s) => match shared.cfg.solvers.iter().find(|n| n.eq_ignore_ascii_case(s)) {
+            Some(n) => n.clone(),
+            None => return failed(FailKind::Unavailable, format!("this worker has no solver `{s}` (it has {})", shared.cfg.solvers.join(", "))),
+        },
+        None => shared.cfg.solvers[0].clone(),
+    };
+    if req.size > shared.cfg.max_model {
+        return failed(FailKind::Rejected, format!("model of {} bytes exceeds this worker's limit of {} bytes", req.size, shared.cfg.max_model));
+    }
+    let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
+    let ext = match (req.format, req.gzip) {
+        (crate::model::Format::Lp, false) => "lp",
+        (crate::model::Format::Lp, true) => "lp.gz",
+        (crate::model::Format::Mps, false) => "mps",
+        (crate::model::Format::Mps, true) => "mps.gz",
+    };
+    let path = shared.tmp.join(format!("job{job}.{ext}"));
+    let span = tracing::info_span!("job", id = job, model = %req.name);
+    async {
+        // Receive the model straight to disk.
+        let received = async {
+            let mut file = tokio::fs::File::create(&path).await?;
+            let mut limited = tokio::io::AsyncReadExt::take(&mut *recv, req.size);
+            let n = tokio::io::copy(&mut limited, &mut file).await?;
+            file.flush().await?;
+            Ok::<u64, std::io::Error>(n)
+        }
+        .await;
+        let guard = TempFile(path.clone());
+        match received {
+            Ok(n) if n == req.size => {}
+            Ok(n) => return failed(FailKind::Cancelled, format!("model truncated: got {n} of {} bytes", req.size)),
+            Err(e) => return failed(FailKind::Cancelled, format!("model transfer failed: {e}")),
+        }
+        let permit = tokio::select! {
+            p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return failed(FailKind::Unavailable, "worker is shutting down") },
+            _ = shared.stop.cancelled() => return failed(FailKind::Unavailable, "worker is shutting down"),
+        };
+        if write_msg(send, &Response::Started).await.is_err() {
+            return failed(FailKind::Cancelled, "client went away");
+        }
+        info!(solver = %solver_name, "solving");
+        let cancel = shared.jobs.child_token();
+        let child = ChildRequest {
+            model_path: path.clone(),
+            format: req.format,
+            gzip: req.gzip,
+            solver: solver_name,
+            options: req.options.clone(),
+        };
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = process::run(&shared.cfg.solver_exe, &child, &cancel) => r,
+            // The client reset or dropped the stream: cancel the solve.
+            _ = send.stopped() => { cancel.cancel(); Err(RunError::Cancelled) }
+        };
+        drop(permit);
+        drop(guard);
+        if let Ok(mut t) = shared.last_activity.lock() {
+            *t = Instant::now();
+        }
+        match result {
+            Ok(sol) => {
+                info!(status = %sol.status, objective = ?sol.objective, secs = started.elapsed().as_secs_f64(), "solved");
+                Response::Done(sol)
+            }
+            Err(RunError::Rejected(m)) => {
+                info!("rejected: {m}");
+                failed(FailKind::Rejected, m)
+            }
+            Err(RunError::Cancelled) => {
+                info!("cancelled");
+                failed(FailKind::Cancelled, "solve cancelled")
+            }
+            Err(e) => {
+                warn!("solve failed: {e}");
+                failed(FailKind::Crashed, e.to_string())
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Default slot count: the number of cores.
+pub fn default_slots() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+}
+
+/// Solvers of this build, best first, as worker defaults.
+pub fn default_solvers() -> Vec<String> {
+    solver::all().iter().map(|s: &Box<dyn Solver>| s.name().to_string()).collect()
+}
