@@ -282,7 +282,9 @@ impl Mesh {
 
     async fn connection(&self, ad: &WorkerAd) -> Result<(quinn::Connection, SocketAddr), ClientError> {
         let mut last = String::from("worker has no address");
-        for addr in ad.best_addr().into_iter().chain(ad.addrs.iter().copied()) {
+        let mut addrs: Vec<SocketAddr> = ad.best_addr().into_iter().collect();
+        addrs.extend(ad.addrs.iter().filter(|a| Some(**a) != ad.best_addr()));
+        for addr in addrs {
             if let Some(c) = self.conns.lock().ok().and_then(|m| m.get(&addr).cloned()) {
                 if c.close_reason().is_none() {
                     return Ok((c, addr));

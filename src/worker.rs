@@ -145,7 +145,14 @@ pub async fn run(
                     let remote = incoming.remote_address();
                     match incoming.await {
                         Ok(conn) => handle_connection(conn, shared, t2).instrument(tracing::info_span!("conn", %remote)).await,
-                        Err(e) => warn!(%remote, "refused connection: {e}"),
+                        Err(e) => {
+                            let text = e.to_string();
+                            if text.contains("UnknownIssuer") || text.contains("certificate") {
+                                warn!(%remote, "refused a client whose certificate is not signed by namespace `{}`'s CA (another namespace, or a box without this namespace's CA): {text}", shared.cfg.namespace);
+                            } else {
+                                warn!(%remote, "connection failed during handshake: {text}");
+                            }
+                        }
                     }
                 });
             }

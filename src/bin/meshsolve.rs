@@ -39,8 +39,7 @@ Examples:
 /// Models are CPLEX LP or MPS (fixed or free), optionally gzip-compressed (.gz); they are
 /// checked locally before anything is sent.
 #[derive(Parser, Debug)]
-#[command(name = "meshsolve", version, max_term_width = 100, after_help = EXIT_HELP,
-          args_conflicts_with_subcommands = true)]
+#[command(name = "meshsolve", version, max_term_width = 100, after_help = EXIT_HELP)]
 struct Opts {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -357,8 +356,9 @@ fn print_solution(path: &Path, sol: &Solution, res: Option<&JobResult>, zeros: b
 }
 
 fn fmt_value(v: f64) -> String {
-    if v == v.round() && v.abs() < 1e15 {
-        format!("{}", v as i64)
+    let r = v.round();
+    if (v - r).abs() <= 1e-9 * r.abs().max(1.0) && r.abs() < 1e15 {
+        format!("{}", r as i64)
     } else {
         format!("{v:.6}")
     }
