@@ -250,7 +250,8 @@ impl NamespaceCa {
         };
         let cert = CertificateDer::from_pem_slice(bundle.as_bytes())
             .map_err(|_| bad("no CERTIFICATE block; expected a file made by `meshsolve certs export`"))?;
-        let key = KeyPair::from_pem(bundle).map_err(|_| bad("no PRIVATE KEY block; expected a file made by `meshsolve certs export`"))?;
+        let key_block = bundle.find("-----BEGIN PRIVATE KEY-----").map(|i| &bundle[i..]).unwrap_or("");
+        let key = KeyPair::from_pem(key_block).map_err(|_| bad("no PRIVATE KEY block; expected a file made by `meshsolve certs export`"))?;
         let dir = home.join(ns);
         if dir.join(CA_KEY).exists() {
             let existing = Self::load(&dir, ns)?;

@@ -69,6 +69,8 @@ pub struct JobOptions {
     pub format: Option<Format>,
     /// Attempts on different workers before giving up on crashes and lost workers.
     pub max_attempts: Option<u32>,
+    /// Skip the local syntax check (the caller already read the model).
+    pub prechecked: bool,
 }
 
 /// A finished job.
@@ -373,10 +375,9 @@ impl Mesh {
             (None, Some(g)) => g,
             (None, None) => return Err(ModelError::UnknownFormat { path: path.to_path_buf() }.into()),
         };
-        let p = path.to_path_buf();
-        tokio::task::spawn_blocking(move || model::read_file(&p, Some(format)).map(|_| ()))
-            .await
-            .map_err(|e| ClientError::Setup(anyhow::anyhow!("model check failed: {e}")))??;
+        if !opts.prechecked {
+            check_model(path, Some(format)).await?;
+        }
         let size = std::fs::metadata(path)
             .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?
             .len();
@@ -445,6 +446,15 @@ impl Mesh {
             let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
         }
     }
+}
+
+/// Reads a model file (off the async threads) to check it, then drops it.
+pub async fn check_model(path: &Path, format: Option<Format>) -> Result<(), ClientError> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || model::read_file(&p, format).map(|_| ()))
+        .await
+        .map_err(|e| ClientError::Setup(anyhow::anyhow!("model check failed: {e}")))??;
+    Ok(())
 }
 
 enum JobFailure {

@@ -223,9 +223,14 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
             FormatArg::Mps => Format::Mps,
         }),
         max_attempts: None,
+        prechecked: true,
     };
     if a.local {
         return solve_local(a, &opts);
+    }
+    // Check every model here, before looking for workers: a typo is reported at once.
+    for p in &a.models {
+        meshsolve::client::check_model(p, opts.format).await?;
     }
     let mesh = Arc::new(Mesh::connect(client_config(m)?).await?);
     let found = mesh.wait_for_workers(a.solver.as_deref(), m.wait).await?;

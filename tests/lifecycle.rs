@@ -1,0 +1,142 @@
+//! Worker lifecycle: mDNS goodbye on exit, grace period, no solver process
+//! left behind, time limits, `meshsolve shutdown`.
+
+mod common;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn sigterm_withdraws_the_advert_and_exits_cleanly() {
+    let mut mesh = Mesh::new("bye");
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.wait_for_workers(2);
+    mesh.workers[0].signal(libc::SIGTERM);
+    let st = mesh.workers[0].wait_exit(Duration::from_secs(10)).expect("worker exits on SIGTERM");
+    assert!(st.success(), "exit status {st:?}\n{}", mesh.workers[0].log_text());
+    // The goodbye packet removes it at once, not after the record's TTL.
+    let t = Instant::now();
+    loop {
+        let out = mesh.run(&["workers", "--json", "--wait", "1s"]);
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v.len() == 1 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "stopped worker still listed: {}", show(&out));
+    }
+}
+
+#[test]
+fn stopping_a_busy_worker_kills_its_solver_and_leaves_nothing_behind() {
+    let mut mesh = Mesh::new("grace");
+    let addr = mesh.start_worker(&["--slots", "1", "--grace", "1s"]).addr.clone();
+    let model = hard_model(mesh.home_path());
+    let client = mesh.cmd().args(["--worker", &addr, model.to_str().unwrap()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait until the solver child runs.
+    let wpid = mesh.workers[0].pid();
+    let t = Instant::now();
+    let solver_pid = loop {
+        if let Some(p) = children_of(wpid).into_iter().next() {
+            break p;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "no solver process appeared\n{}", mesh.workers[0].log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(solver_pid));
+    mesh.workers[0].signal(libc::SIGTERM);
+    let st = mesh.workers[0].wait_exit(Duration::from_secs(15)).expect("worker exits after its grace period");
+    assert!(st.success(), "{st:?}\n{}", mesh.workers[0].log_text());
+    let t = Instant::now();
+    while alive(solver_pid) {
+        assert!(t.elapsed() < Duration::from_secs(3), "solver process {solver_pid} outlived its worker");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = mesh.workers[0].log_text();
+    assert!(log.contains("grace period over"), "{log}");
+    // The client is told, and exits with an error rather than hanging.
+    let out = client.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed"), "{}", show(&out));
+}
+
+#[test]
+fn a_killed_worker_takes_its_solver_with_it() {
+    let mut mesh = Mesh::new("kill");
+    let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
+    let model = hard_model(mesh.home_path());
+    let mut client = mesh.cmd().args(["--worker", &addr, model.to_str().unwrap()]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let wpid = mesh.workers[0].pid();
+    let t = Instant::now();
+    let solver_pid = loop {
+        if let Some(p) = children_of(wpid).into_iter().next() {
+            break p;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "no solver process appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    mesh.workers[0].signal(libc::SIGKILL);
+    mesh.workers[0].wait_exit(Duration::from_secs(5)).expect("killed");
+    let t = Instant::now();
+    while alive(solver_pid) {
+        assert!(t.elapsed() < Duration::from_secs(3), "solver process {solver_pid} outlived a SIGKILLed worker");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The client notices the lost worker within the QUIC idle timeout.
+    let t = Instant::now();
+    loop {
+        if let Some(st) = client.try_wait().unwrap() {
+            assert_eq!(st.code(), Some(1));
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "client hangs after its worker died");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn time_limit_stops_a_long_solve() {
+    let mut mesh = Mesh::new("limit");
+    let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
+    let model = hard_model(mesh.home_path());
+    let t = Instant::now();
+    let out = mesh.run(&["--json", "--time-limit", "2s", "--worker", &addr, model.to_str().unwrap()]);
+    assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
+    let v = json_of(&out);
+    let status = v["status"].as_str().unwrap();
+    assert!(status == "feasible" || status == "time_limit", "{v}");
+    assert_eq!(out.status.code(), Some(if status == "feasible" { 0 } else { 5 }));
+    // The worker is free again for the next job.
+    let ks = examples().join("knapsack.lp");
+    let out = mesh.run(&["--json", "--worker", &addr, ks.to_str().unwrap()]);
+    assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0));
+}
+
+#[test]
+fn shutdown_stops_this_namespace_only() {
+    let mut mine = Mesh::new("sd-mine");
+    let mut theirs = Mesh::new("sd-theirs");
+    mine.start_worker(&["--slots", "1"]);
+    mine.start_worker(&["--slots", "1"]);
+    theirs.start_worker(&["--slots", "1"]);
+    mine.wait_for_workers(2);
+    theirs.wait_for_workers(1);
+    let out = mine.run(&["shutdown"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("stopping").count(), 2, "{}", show(&out));
+    for w in &mut mine.workers {
+        assert!(w.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()), "{}", w.log_text());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(theirs.workers[0].child.try_wait().unwrap().is_none(), "the other namespace's worker must keep running");
+    assert_eq!(theirs.wait_for_workers(1).len(), 1);
+}
+
+#[test]
+fn idle_exit() {
+    let mut mesh = Mesh::new("idle");
+    mesh.start_worker(&["--slots", "1", "--idle-exit", "1s"]);
+    let st = mesh.workers[0].wait_exit(Duration::from_secs(10)).expect("worker exits when idle");
+    assert!(st.success());
+}

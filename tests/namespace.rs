@@ -1,0 +1,80 @@
+//! Two namespaces on one box: each sees only its own workers, and a
+//! cross-namespace connection is refused by TLS.
+
+mod common;
+use common::*;
+
+#[test]
+fn namespaces_are_isolated() {
+    let mut alice = Mesh::new("alice");
+    let mut bob = Mesh::new("bob");
+    let a_addr = alice.start_worker(&["--slots", "1"]).addr.clone();
+    let b_addr = bob.start_worker(&["--slots", "1"]).addr.clone();
+    bob.start_worker(&["--slots", "1"]);
+
+    let a_list = alice.wait_for_workers(1);
+    let b_list = bob.wait_for_workers(2);
+    assert_eq!(a_list.len(), 1, "alice sees only her worker: {a_list:?}");
+    assert_eq!(a_list[0]["address"].as_str(), Some(a_addr.as_str()));
+    assert_eq!(b_list.len(), 2, "bob sees his two: {b_list:?}");
+    assert!(b_list.iter().all(|w| w["namespace"] == bob.ns.as_str()));
+    assert!(b_list.iter().all(|w| w["address"].as_str() != Some(a_addr.as_str())));
+
+    // Alice pointing straight at Bob's worker is refused at the TLS handshake.
+    let ks = examples().join("knapsack.lp");
+    let out = alice.run(&["--worker", &b_addr, ks.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not signed by namespace"), "{err}");
+    // Bob's worker logs the refused handshake and keeps serving Bob.
+    let out = bob.run(&["--json", "--worker", &b_addr, ks.to_str().unwrap()]);
+    assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
+
+    // A stranger using Bob's namespace *name* but its own CA is refused too.
+    let stranger = tempfile::tempdir().unwrap();
+    let out = bob
+        .cmd()
+        .env("MESHSOLVE_HOME", stranger.path())
+        .args(["--worker", &b_addr, ks.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not signed by namespace"), "{}", show(&out));
+    // ... and does not see Bob's workers over mDNS either.
+    let out = bob
+        .cmd()
+        .env("MESHSOLVE_HOME", stranger.path())
+        .args(["workers", "--wait", "1500ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no meshsolve worker found"), "{}", show(&out));
+}
+
+#[test]
+fn exported_ca_lets_a_second_box_join() {
+    let mut mesh = Mesh::new("join");
+    let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
+    let bundle = mesh.home_path().join("ns.pem");
+    let out = mesh.run(&["certs", "export", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let other = tempfile::tempdir().unwrap();
+    let out = mesh.cmd().env("MESHSOLVE_HOME", other.path()).args(["certs", "import", bundle.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let ks = examples().join("knapsack.lp");
+    let out = mesh
+        .cmd()
+        .env("MESHSOLVE_HOME", other.path())
+        .args(["--json", "--worker", &addr, ks.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
+    // Both homes show the same fingerprint.
+    let a = mesh.run(&["certs", "show"]);
+    let b = mesh.cmd().env("MESHSOLVE_HOME", other.path()).args(["certs", "show"]).output().unwrap();
+    let fp = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).lines().find(|l| l.starts_with("fingerprint")).map(str::to_string)
+    };
+    assert_eq!(fp(&a), fp(&b));
+    assert!(fp(&a).is_some());
+}
