@@ -155,6 +155,8 @@ pub struct Mesh {
     foreign: Arc<Mutex<u32>>,
     changed: watch::Receiver<u64>,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Jobs this client has sent to each worker and not yet seen finish.
+    inflight: Mutex<HashMap<String, u32>>,
     mdns: Option<Arc<Mdns>>,
 }
 
@@ -182,6 +184,7 @@ impl Mesh {
             foreign,
             changed,
             conns: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
             mdns,
         })
     }
@@ -359,12 +362,19 @@ impl Mesh {
             if st.draining {
                 continue;
             }
-            let load = st.busy as f64 / st.slots.max(1) as f64;
+            // Our own jobs may not have reached the worker yet: count them too.
+            let mine = self.inflight.lock().ok().and_then(|m| m.get(&w.instance).copied()).unwrap_or(0);
+            let load = st.busy.max(mine) as f64 / st.slots.max(1) as f64;
             if best.as_ref().is_none_or(|(l, _)| load < *l) {
                 best = Some((load, w));
             }
         }
-        best.map(|b| b.1)
+        let chosen = best.map(|b| b.1)?;
+        // Count the job at once, so concurrent picks see it.
+        if let Ok(mut m) = self.inflight.lock() {
+            *m.entry(chosen.instance.clone()).or_default() += 1;
+        }
+        Some(chosen)
     }
 
     /// Validates `path` locally, then solves it on the least busy suitable worker,
@@ -393,15 +403,23 @@ impl Mesh {
         let mut tried: Vec<String> = Vec::new();
         let mut last = String::new();
         for attempt in 1..=max {
-            let Some(ad) = self.pick(opts.solver.as_deref(), &tried).await.or_else(|| {
+            let picked = match self.pick(opts.solver.as_deref(), &tried).await {
+                Some(ad) => Some(ad),
                 // Every worker was tried once: allow repeats rather than give up early.
-                self.workers().into_iter().find(|w| w.has_solver(opts.solver.as_deref()))
-            }) else {
+                None => self.pick(opts.solver.as_deref(), &[]).await,
+            };
+            let Some(ad) = picked else {
                 return Err(ClientError::Exhausted { attempts: attempt - 1, last: if last.is_empty() { "no worker available".into() } else { last } });
             };
             tried.push(ad.instance.clone());
             let started = Instant::now();
-            match self.send_job(&ad, path, &header).await {
+            let outcome = self.send_job(&ad, path, &header).await;
+            if let Ok(mut m) = self.inflight.lock() {
+                if let Some(n) = m.get_mut(&ad.instance) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            match outcome {
                 Ok((solution, addr)) => {
                     return Ok(JobResult { solution, worker: ad.instance.clone(), addr, wall_seconds: started.elapsed().as_secs_f64(), attempts: attempt })
                 }
