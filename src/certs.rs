@@ -125,15 +125,13 @@ fn ca_params(ns: &str) -> CertificateParams {
     dn.push(DnType::CommonName, format!("meshsolve namespace {ns}"));
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     p
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
-    move |source| CertError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| CertError::Io { path: path.to_path_buf(), source }
 }
 
 /// Writes `data` to `path` with mode `mode`, failing if it already exists.
@@ -204,12 +202,7 @@ impl NamespaceCa {
             path: cert_path.clone(),
             message: format!("not a PEM certificate ({e})"),
         })?;
-        Ok(NamespaceCa {
-            namespace: ns.to_string(),
-            dir: dir.to_path_buf(),
-            cert,
-            key,
-        })
+        Ok(NamespaceCa { namespace: ns.to_string(), dir: dir.to_path_buf(), cert, key })
     }
 
     /// SHA-256 fingerprint of the CA certificate (hex, first 16 bytes), as advertised over mDNS.
@@ -223,7 +216,8 @@ impl NamespaceCa {
         let mut p = CertificateParams::new(vec![name.to_string()])?;
         p.distinguished_name.push(DnType::CommonName, name);
         p.distinguished_name.push(DnType::OrganizationalUnitName, self.namespace.clone());
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let issuer = Issuer::new(ca_params(&self.namespace), &self.key);
         let cert = p.signed_by(&key, &issuer)?;
@@ -244,14 +238,12 @@ impl NamespaceCa {
     /// Refuses to overwrite a different existing CA unless `force`.
     pub fn import_pem(home: &Path, ns: &str, bundle: &str, force: bool) -> Result<Self, CertError> {
         validate_namespace(ns)?;
-        let bad = |m: &str| CertError::Invalid {
-            path: PathBuf::from("<bundle>"),
-            message: m.to_string(),
-        };
+        let bad = |m: &str| CertError::Invalid { path: PathBuf::from("<bundle>"), message: m.to_string() };
         let cert = CertificateDer::from_pem_slice(bundle.as_bytes())
             .map_err(|_| bad("no CERTIFICATE block; expected a file made by `meshsolve certs export`"))?;
         let key_block = bundle.find("-----BEGIN PRIVATE KEY-----").map(|i| &bundle[i..]).unwrap_or("");
-        let key = KeyPair::from_pem(key_block).map_err(|_| bad("no PRIVATE KEY block; expected a file made by `meshsolve certs export`"))?;
+        let key = KeyPair::from_pem(key_block)
+            .map_err(|_| bad("no PRIVATE KEY block; expected a file made by `meshsolve certs export`"))?;
         let dir = home.join(ns);
         if dir.join(CA_KEY).exists() {
             let existing = Self::load(&dir, ns)?;
@@ -289,7 +281,9 @@ fn pem_of(cert: &CertificateDer<'_>) -> String {
     let mut b64 = String::new();
     for chunk in data.chunks(3) {
         let n = chunk.len();
-        let v = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let v = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= n {
                 b64.push(ALPHABET[(v >> (18 - 6 * i) & 63) as usize] as char);

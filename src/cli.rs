@@ -27,8 +27,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Logs to stderr; `RUST_LOG` overrides `level`.
 pub fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},mdns_sd=warn,quinn=warn,rustls=warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},mdns_sd=warn,quinn=warn,rustls=warn"))
+    });
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -36,7 +37,8 @@ pub fn init_tracing(level: &str) {
 pub fn on_signals(token: CancellationToken, who: &'static str) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
             return;
         };
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }

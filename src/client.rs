@@ -173,7 +173,14 @@ impl Mesh {
         if cfg.static_workers.is_empty() {
             let m = Arc::new(Mdns::new(&cfg.interfaces).map_err(anyhow::Error::from)?);
             let rx = m.browse().map_err(anyhow::Error::from)?;
-            tokio::spawn(track(rx, cfg.namespace.clone(), ca.fingerprint(), workers.clone(), foreign.clone(), tx));
+            tokio::spawn(track(
+                rx,
+                cfg.namespace.clone(),
+                ca.fingerprint(),
+                workers.clone(),
+                foreign.clone(),
+                tx,
+            ));
             mdns = Some(m);
         }
         Ok(Mesh {
@@ -196,14 +203,19 @@ impl Mesh {
 
     /// Workers currently visible (mDNS) or given statically.
     pub fn workers(&self) -> Vec<WorkerAd> {
-        let mut v: Vec<WorkerAd> = self.workers.lock().map(|w| w.values().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<WorkerAd> =
+            self.workers.lock().map(|w| w.values().cloned().collect()).unwrap_or_default();
         v.sort_by(|a, b| a.instance.cmp(&b.instance));
         v
     }
 
     /// Waits until at least one worker with `solver` is known, then a short moment
     /// more for others to answer; at most `timeout`.
-    pub async fn wait_for_workers(&self, solver: Option<&str>, timeout: Duration) -> Result<Vec<WorkerAd>, ClientError> {
+    pub async fn wait_for_workers(
+        &self,
+        solver: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Vec<WorkerAd>, ClientError> {
         let start = Instant::now();
         if !self.cfg.static_workers.is_empty() {
             return self.resolve_static(solver).await;
@@ -249,9 +261,15 @@ impl Mesh {
         for spec in &self.cfg.static_workers {
             let addr = tokio::net::lookup_host(spec.as_str())
                 .await
-                .map_err(|e| ClientError::Connect(format!("cannot resolve worker address `{spec}`: {e} (expected HOST:PORT)")))?
+                .map_err(|e| {
+                    ClientError::Connect(format!(
+                        "cannot resolve worker address `{spec}`: {e} (expected HOST:PORT)"
+                    ))
+                })?
                 .next()
-                .ok_or_else(|| ClientError::Connect(format!("worker address `{spec}` resolves to nothing")))?;
+                .ok_or_else(|| {
+                    ClientError::Connect(format!("worker address `{spec}` resolves to nothing"))
+                })?;
             let probe = WorkerAd {
                 instance: spec.clone(),
                 namespace: self.cfg.namespace.clone(),
@@ -265,7 +283,7 @@ impl Mesh {
             let st = self.status(&probe).await?;
             let ad = WorkerAd {
                 instance: st.name.clone(),
-                solvers: st.solvers.iter().map(|s| (s.name.clone(), s.version.clone())).collect(),
+                solvers: st.solvers.clone(),
                 slots: st.slots,
                 version: st.version.clone(),
                 ..probe
@@ -328,7 +346,9 @@ impl Mesh {
         };
         tokio::time::timeout(Duration::from_secs(5), io)
             .await
-            .map_err(|_| ClientError::Connect(format!("worker {addr} did not answer a status request within 5 s")))?
+            .map_err(|_| {
+                ClientError::Connect(format!("worker {addr} did not answer a status request within 5 s"))
+            })?
             .map_err(|e| ClientError::Connect(format!("status request to {addr} failed: {e}")))
     }
 
@@ -409,7 +429,10 @@ impl Mesh {
                 None => self.pick(opts.solver.as_deref(), &[]).await,
             };
             let Some(ad) = picked else {
-                return Err(ClientError::Exhausted { attempts: attempt - 1, last: if last.is_empty() { "no worker available".into() } else { last } });
+                return Err(ClientError::Exhausted {
+                    attempts: attempt - 1,
+                    last: if last.is_empty() { "no worker available".into() } else { last },
+                });
             };
             tried.push(ad.instance.clone());
             let started = Instant::now();
@@ -421,9 +444,17 @@ impl Mesh {
             }
             match outcome {
                 Ok((solution, addr)) => {
-                    return Ok(JobResult { solution, worker: ad.instance.clone(), addr, wall_seconds: started.elapsed().as_secs_f64(), attempts: attempt })
+                    return Ok(JobResult {
+                        solution,
+                        worker: ad.instance.clone(),
+                        addr,
+                        wall_seconds: started.elapsed().as_secs_f64(),
+                        attempts: attempt,
+                    })
                 }
-                Err(JobFailure::Rejected(message)) => return Err(ClientError::Rejected { worker: ad.instance, message }),
+                Err(JobFailure::Rejected(message)) => {
+                    return Err(ClientError::Rejected { worker: ad.instance, message })
+                }
                 Err(JobFailure::Retry(m)) => {
                     info!(worker = %ad.instance, attempt, "job failed, will retry elsewhere: {m}");
                     last = format!("{}: {m}", ad.instance);
@@ -433,21 +464,32 @@ impl Mesh {
         Err(ClientError::Exhausted { attempts: max, last })
     }
 
-    async fn send_job(&self, ad: &WorkerAd, path: &Path, header: &SolveRequest) -> Result<(Solution, SocketAddr), JobFailure> {
+    async fn send_job(
+        &self,
+        ad: &WorkerAd,
+        path: &Path,
+        header: &SolveRequest,
+    ) -> Result<(Solution, SocketAddr), JobFailure> {
         let (conn, addr) = self.connection(ad).await.map_err(|e| JobFailure::Retry(e.to_string()))?;
         let retry = |e: &dyn std::fmt::Display| JobFailure::Retry(format!("{e}"));
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| retry(&e))?;
         write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| retry(&e))?;
-        let mut file = tokio::fs::File::open(path).await.map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
         tokio::io::copy(&mut file, &mut send).await.map_err(|e| retry(&e))?;
         send.finish().map_err(|e| retry(&e))?;
         loop {
             match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {
                 Ok(Some(Response::Started)) => debug!(worker = %ad.instance, "job started"),
                 Ok(Some(Response::Done(sol))) => return Ok((sol, addr)),
-                Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => return Err(JobFailure::Rejected(message)),
+                Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
+                    return Err(JobFailure::Rejected(message))
+                }
                 Ok(Some(Response::Failed { message, .. })) => return Err(JobFailure::Retry(message)),
-                Ok(None) => return Err(JobFailure::Retry("worker closed the stream without an answer".into())),
+                Ok(None) => {
+                    return Err(JobFailure::Retry("worker closed the stream without an answer".into()))
+                }
                 Err(e) => {
                     let why = conn.close_reason().map(|r| r.to_string()).unwrap_or_else(|| e.to_string());
                     return Err(JobFailure::Retry(format!("lost worker {addr}: {why}")));
@@ -506,7 +548,11 @@ async fn futures_util_join<F: std::future::Future + Unpin>(mut futs: Vec<F>) -> 
                 }
             }
         }
-        if pending { Poll::Pending } else { Poll::Ready(()) }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     })
     .await;
     results.into_iter().map(|r| r.expect("every future completed")).collect()
@@ -524,7 +570,10 @@ async fn track(
     while let Some(ev) = rx.recv().await {
         match ev {
             DiscoveryEvent::Up(ad) => {
-                if ad.namespace != namespace || ad.ca_fingerprint != ca || ad.protocol != crate::protocol::VERSION {
+                if ad.namespace != namespace
+                    || ad.ca_fingerprint != ca
+                    || ad.protocol != crate::protocol::VERSION
+                {
                     if seen_foreign.insert(ad.instance.clone()) {
                         if let Ok(mut f) = foreign.lock() {
                             *f += 1;

@@ -5,6 +5,7 @@ pub mod client;
 pub mod discovery;
 pub mod model;
 pub mod protocol;
+pub mod schedule;
 pub mod solver;
 pub mod transport;
 pub mod worker;

@@ -62,11 +62,7 @@ pub async fn read_msg<T: DeserializeOwned>(
     while got < 4 {
         let n = r.read(&mut len_buf[got..]).await?;
         if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated { got, want: 4 })
-            };
+            return if got == 0 { Ok(None) } else { Err(FrameError::Truncated { got, want: 4 }) };
         }
         got += n;
     }
@@ -83,19 +79,15 @@ pub async fn read_msg<T: DeserializeOwned>(
         }
         got += n;
     }
-    ciborium::from_reader(buf.as_slice())
-        .map(Some)
-        .map_err(|e| FrameError::Garbage(e.to_string()))
+    ciborium::from_reader(buf.as_slice()).map(Some).map_err(|e| FrameError::Garbage(e.to_string()))
 }
 
 /// Encodes a message as one frame.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let mut buf = vec![0u8; 4];
     ciborium::into_writer(msg, &mut buf).map_err(|e| FrameError::Garbage(e.to_string()))?;
-    let len = u32::try_from(buf.len() - 4).map_err(|_| FrameError::TooLarge {
-        len: buf.len() - 4,
-        max: u32::MAX as usize,
-    })?;
+    let len = u32::try_from(buf.len() - 4)
+        .map_err(|_| FrameError::TooLarge { len: buf.len() - 4, max: u32::MAX as usize })?;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf)
 }
@@ -171,6 +163,9 @@ pub struct SolverInfo {
     pub name: String,
     /// Version.
     pub version: String,
+    /// Concurrent solves allowed with this solver (fewer than the worker's slots
+    /// when licences are scarce).
+    pub slots: u32,
 }
 
 /// Reply to [`Request::Status`].

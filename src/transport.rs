@@ -117,8 +117,12 @@ pub fn server_name() -> &'static str {
 pub fn explain_connect_error(addr: SocketAddr, namespace: &str, err: &quinn::ConnectionError) -> String {
     let text = err.to_string();
     let lower = text.to_ascii_lowercase();
-    if lower.contains("unknownissuer") || lower.contains("unknown ca") || lower.contains("unknownca")
-        || lower.contains("badcertificate") || lower.contains("bad certificate") || lower.contains("certificate")
+    if lower.contains("unknownissuer")
+        || lower.contains("unknown ca")
+        || lower.contains("unknownca")
+        || lower.contains("badcertificate")
+        || lower.contains("bad certificate")
+        || lower.contains("certificate")
     {
         format!(
             "worker {addr} refused the TLS handshake or presented a certificate not signed by namespace `{namespace}`'s CA ({text}); \
@@ -126,7 +130,10 @@ pub fn explain_connect_error(addr: SocketAddr, namespace: &str, err: &quinn::Con
         )
     } else if lower.contains("timed out") {
         format!("worker {addr} did not answer ({text}); is it still running and is UDP to it allowed?")
-    } else if lower.contains("alpn") || lower.contains("no_application_protocol") || lower.contains("noapplicationprotocol") {
+    } else if lower.contains("alpn")
+        || lower.contains("no_application_protocol")
+        || lower.contains("noapplicationprotocol")
+    {
         format!("worker {addr} speaks another meshsolve protocol version ({text}); upgrade both to the same release")
     } else {
         format!("connection to worker {addr} failed: {text}")

@@ -24,7 +24,7 @@ use crate::protocol::{
     WorkerStatus, MAX_CONTROL,
 };
 use crate::solver::process::{self, ChildRequest, RunError};
-use crate::solver::{self, Solver};
+use crate::solver;
 
 /// Largest model a worker accepts by default.
 pub const DEFAULT_MAX_MODEL: u64 = 4 << 30;
@@ -42,6 +42,8 @@ pub struct WorkerConfig {
     pub slots: u32,
     /// Solvers offered, best first (must exist in this build).
     pub solvers: Vec<String>,
+    /// Per-solver slot limits (licences); a solver not listed may use every slot.
+    pub solver_slots: std::collections::HashMap<String, u32>,
     /// Instance name advertised.
     pub instance: String,
     /// Time running jobs get to finish on shutdown before they are cancelled.
@@ -57,6 +59,8 @@ pub struct WorkerConfig {
 struct Shared {
     cfg: WorkerConfig,
     slots: Arc<Semaphore>,
+    /// One semaphore per solver with a licence limit.
+    per_solver: std::collections::HashMap<String, Arc<Semaphore>>,
     /// Jobs get a child of this token: cancelled after the grace period on shutdown.
     jobs: CancellationToken,
     /// Set when the worker is shutting down (no new jobs).
@@ -83,20 +87,12 @@ pub async fn run(
     let tmp = std::env::temp_dir().join(format!("meshworker-{}-{}", std::process::id(), local.port()));
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
 
-    let infos: Vec<SolverInfo> = cfg
-        .solvers
-        .iter()
-        .filter_map(|n| solver::by_name(n).ok())
-        .map(|s| SolverInfo {
-            name: s.name().into(),
-            version: s.version(),
-        })
-        .collect();
+    let infos = solver_infos(&cfg);
     let ad = WorkerAd {
         instance: cfg.instance.clone(),
         namespace: cfg.namespace.clone(),
         addrs: vec![local],
-        solvers: infos.iter().map(|s| (s.name.clone(), s.version.clone())).collect(),
+        solvers: infos.clone(),
         slots: cfg.slots,
         ca_fingerprint: ca.fingerprint(),
         protocol: crate::protocol::VERSION,
@@ -109,6 +105,10 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(cfg.slots as usize)),
+        per_solver: infos
+            .iter()
+            .map(|i| (i.name.clone(), Arc::new(Semaphore::new(i.slots as usize))))
+            .collect(),
         jobs: CancellationToken::new(),
         stop: shutdown.child_token(),
         tmp: tmp.clone(),
@@ -207,13 +207,21 @@ async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>, tracker
     }
 }
 
-async fn handle_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, shared: &Shared) -> Result<(), FrameError> {
+async fn handle_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    shared: &Shared,
+) -> Result<(), FrameError> {
     let req: Request = match read_msg(&mut recv, MAX_CONTROL).await {
         Ok(Some(r)) => r,
         Ok(None) => return Ok(()),
         Err(e) => {
             warn!("bad request: {e}");
-            let _ = write_msg(&mut send, &Response::Failed { kind: FailKind::Rejected, message: format!("bad request: {e}") }).await;
+            let _ = write_msg(
+                &mut send,
+                &Response::Failed { kind: FailKind::Rejected, message: format!("bad request: {e}") },
+            )
+            .await;
             let _ = send.finish();
             return Err(e);
         }
@@ -224,13 +232,7 @@ async fn handle_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream,
                 name: shared.cfg.instance.clone(),
                 namespace: shared.cfg.namespace.clone(),
                 version: env!("CARGO_PKG_VERSION").into(),
-                solvers: shared
-                    .cfg
-                    .solvers
-                    .iter()
-                    .filter_map(|n| solver::by_name(n).ok())
-                    .map(|s| SolverInfo { name: s.name().into(), version: s.version() })
-                    .collect(),
+                solvers: solver_infos(&shared.cfg),
                 slots: shared.cfg.slots,
                 busy: (shared.cfg.slots as usize - shared.slots.available_permits()) as u32,
                 draining: shared.stop.is_cancelled(),
@@ -257,7 +259,12 @@ fn failed(kind: FailKind, message: impl Into<String>) -> Response {
     Response::Failed { kind, message: message.into() }
 }
 
-async fn solve(req: SolveRequest, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, shared: &Shared) -> Response {
+async fn solve(
+    req: SolveRequest,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    shared: &Shared,
+) -> Response {
     if shared.stop.is_cancelled() {
         return failed(FailKind::Unavailable, "worker is shutting down");
     }
@@ -267,12 +274,23 @@ async fn solve(req: SolveRequest, send: &mut quinn::SendStream, recv: &mut quinn
     let solver_name = match &req.solver {
         Some(s) => match shared.cfg.solvers.iter().find(|n| n.eq_ignore_ascii_case(s)) {
             Some(n) => n.clone(),
-            None => return failed(FailKind::Unavailable, format!("this worker has no solver `{s}` (it has {})", shared.cfg.solvers.join(", "))),
+            None => {
+                return failed(
+                    FailKind::Unavailable,
+                    format!("this worker has no solver `{s}` (it has {})", shared.cfg.solvers.join(", ")),
+                )
+            }
         },
         None => shared.cfg.solvers[0].clone(),
     };
     if req.size > shared.cfg.max_model {
-        return failed(FailKind::Rejected, format!("model of {} bytes exceeds this worker's limit of {} bytes", req.size, shared.cfg.max_model));
+        return failed(
+            FailKind::Rejected,
+            format!(
+                "model of {} bytes exceeds this worker's limit of {} bytes",
+                req.size, shared.cfg.max_model
+            ),
+        );
     }
     let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
     let ext = match (req.format, req.gzip) {
@@ -299,8 +317,17 @@ async fn solve(req: SolveRequest, send: &mut quinn::SendStream, recv: &mut quinn
             Ok(n) => return failed(FailKind::Cancelled, format!("model truncated: got {n} of {} bytes", req.size)),
             Err(e) => return failed(FailKind::Cancelled, format!("model transfer failed: {e}")),
         }
+        let licence = shared.per_solver.get(&solver_name).cloned();
+        let permits = async {
+            let l = match licence {
+                Some(l) => Some(l.acquire_owned().await.ok()?),
+                None => None,
+            };
+            let p = shared.slots.clone().acquire_owned().await.ok()?;
+            Some((l, p))
+        };
         let permit = tokio::select! {
-            p = shared.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return failed(FailKind::Unavailable, "worker is shutting down") },
+            p = permits => match p { Some(p) => p, None => return failed(FailKind::Unavailable, "worker is shutting down") },
             _ = shared.stop.cancelled() => return failed(FailKind::Unavailable, "worker is shutting down"),
         };
         if write_msg(send, &Response::Started).await.is_err() {
@@ -357,6 +384,18 @@ impl Drop for TempFile {
     }
 }
 
+fn solver_infos(cfg: &WorkerConfig) -> Vec<SolverInfo> {
+    cfg.solvers
+        .iter()
+        .filter_map(|n| solver::by_name(n).ok())
+        .map(|s| SolverInfo {
+            name: s.name().into(),
+            version: s.version(),
+            slots: cfg.solver_slots.get(s.name()).copied().unwrap_or(cfg.slots).min(cfg.slots),
+        })
+        .collect()
+}
+
 /// Default slot count: the number of cores.
 pub fn default_slots() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
@@ -364,5 +403,5 @@ pub fn default_slots() -> u32 {
 
 /// Solvers of this build, best first, as worker defaults.
 pub fn default_solvers() -> Vec<String> {
-    solver::all().iter().map(|s: &Box<dyn Solver>| s.name().to_string()).collect()
+    solver::names()
 }

@@ -12,7 +12,8 @@ fn malformed_models_are_refused_before_sending() {
     let bad_lp = dir.join("bad.lp");
     std::fs::write(&bad_lp, "min\n obj: x + y\nst\n c1: x + <= 4\nend\n").unwrap();
     let bad_mps = dir.join("bad.mps");
-    std::fs::write(&bad_mps, "NAME x\nROWS\n N obj\n L c1\nCOLUMNS\n x obj 1 c1 oops\nRHS\nENDATA\n").unwrap();
+    std::fs::write(&bad_mps, "NAME x\nROWS\n N obj\n L c1\nCOLUMNS\n x obj 1 c1 oops\nRHS\nENDATA\n")
+        .unwrap();
     let truncated = dir.join("trunc.mps");
     std::fs::write(&truncated, "NAME x\nROWS\n N obj\n L c1\nCOLUMNS\n x obj 1 c1 1\n").unwrap();
     let binary = dir.join("junk.mps.gz");
@@ -80,7 +81,9 @@ fn bad_flags_exit_2_and_help_teaches() {
     }
     let out = std::process::Command::new(WORKER).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["--namespace", "--slots", "--port", "--bind", "--interface", "--solver", "--log-level", "--grace"] {
+    for needle in
+        ["--namespace", "--slots", "--port", "--bind", "--interface", "--solver", "--log-level", "--grace"]
+    {
         assert!(text.contains(needle), "`{needle}` missing from meshworker --help:\n{text}");
     }
 }

@@ -32,7 +32,13 @@ fn stopping_a_busy_worker_kills_its_solver_and_leaves_nothing_behind() {
     let mut mesh = Mesh::new("grace");
     let addr = mesh.start_worker(&["--slots", "1", "--grace", "1s"]).addr.clone();
     let model = hard_model(mesh.home_path());
-    let client = mesh.cmd().args(["--worker", &addr, model.to_str().unwrap()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let client = mesh
+        .cmd()
+        .args(["--worker", &addr, model.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until the solver child runs.
     let wpid = mesh.workers[0].pid();
     let t = Instant::now();
@@ -40,7 +46,11 @@ fn stopping_a_busy_worker_kills_its_solver_and_leaves_nothing_behind() {
         if let Some(p) = children_of(wpid).into_iter().next() {
             break p;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "no solver process appeared\n{}", mesh.workers[0].log_text());
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no solver process appeared\n{}",
+            mesh.workers[0].log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     std::thread::sleep(Duration::from_millis(300));
@@ -66,7 +76,13 @@ fn a_killed_worker_takes_its_solver_with_it() {
     let mut mesh = Mesh::new("kill");
     let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
     let model = hard_model(mesh.home_path());
-    let mut client = mesh.cmd().args(["--worker", &addr, model.to_str().unwrap()]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut client = mesh
+        .cmd()
+        .args(["--worker", &addr, model.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let wpid = mesh.workers[0].pid();
     let t = Instant::now();
     let solver_pid = loop {
@@ -80,7 +96,10 @@ fn a_killed_worker_takes_its_solver_with_it() {
     mesh.workers[0].wait_exit(Duration::from_secs(5)).expect("killed");
     let t = Instant::now();
     while alive(solver_pid) {
-        assert!(t.elapsed() < Duration::from_secs(3), "solver process {solver_pid} outlived a SIGKILLed worker");
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "solver process {solver_pid} outlived a SIGKILLed worker"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // The client notices the lost worker within the QUIC idle timeout.
@@ -129,7 +148,10 @@ fn shutdown_stops_this_namespace_only() {
         assert!(w.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()), "{}", w.log_text());
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert!(theirs.workers[0].child.try_wait().unwrap().is_none(), "the other namespace's worker must keep running");
+    assert!(
+        theirs.workers[0].child.try_wait().unwrap().is_none(),
+        "the other namespace's worker must keep running"
+    );
     assert_eq!(theirs.wait_for_workers(1).len(), 1);
 }
 

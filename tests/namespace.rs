@@ -59,7 +59,12 @@ fn exported_ca_lets_a_second_box_join() {
     let out = mesh.run(&["certs", "export", bundle.to_str().unwrap()]);
     assert!(out.status.success(), "{}", show(&out));
     let other = tempfile::tempdir().unwrap();
-    let out = mesh.cmd().env("MESHSOLVE_HOME", other.path()).args(["certs", "import", bundle.to_str().unwrap()]).output().unwrap();
+    let out = mesh
+        .cmd()
+        .env("MESHSOLVE_HOME", other.path())
+        .args(["certs", "import", bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", show(&out));
     let ks = examples().join("knapsack.lp");
     let out = mesh

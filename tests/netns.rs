@@ -41,7 +41,20 @@ impl Lab {
         for i in 1..=hosts {
             let h = lab.host(i);
             ip(&["netns", "add", &h]);
-            ip(&["-n", &br, "link", "add", &format!("v{i}"), "type", "veth", "peer", "name", "eth0", "netns", &h]);
+            ip(&[
+                "-n",
+                &br,
+                "link",
+                "add",
+                &format!("v{i}"),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &h,
+            ]);
             ip(&["-n", &br, "link", "set", &format!("v{i}"), "master", "br0", "up"]);
             ip(&["-n", &h, "link", "set", "lo", "up"]);
             ip(&["-n", &h, "addr", "add", &format!("{}/24", Self::addr(i)), "dev", "eth0"]);
@@ -93,7 +106,16 @@ fn three_hosts_find_each_other_over_mdns_and_solve() {
         let log = home.path().join(format!("h{i}.log"));
         let child = lab
             .exec(i, WORKER)
-            .args(["--namespace", &ns, "--interface", "eth0", "--slots", "1", "--name", &format!("worker-h{i}")])
+            .args([
+                "--namespace",
+                &ns,
+                "--interface",
+                "eth0",
+                "--slots",
+                "1",
+                "--name",
+                &format!("worker-h{i}"),
+            ])
             .env("MESHSOLVE_HOME", home.path())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -117,10 +139,19 @@ fn three_hosts_find_each_other_over_mdns_and_solve() {
         if v.len() == 2 {
             break v;
         }
-        let logs: String = (1..=2).map(|i| std::fs::read_to_string(home.path().join(format!("h{i}.log"))).unwrap_or_default()).collect();
-        assert!(t.elapsed() < Duration::from_secs(40), "h3 does not see both workers: {}\nworker logs:\n{logs}", show(&out));
+        let logs: String = (1..=2)
+            .map(|i| std::fs::read_to_string(home.path().join(format!("h{i}.log"))).unwrap_or_default())
+            .collect();
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "h3 does not see both workers: {}\nworker logs:\n{logs}",
+            show(&out)
+        );
     };
-    let mut addrs: Vec<String> = listed.iter().map(|w| w["address"].as_str().unwrap().rsplit_once(':').unwrap().0.to_string()).collect();
+    let mut addrs: Vec<String> = listed
+        .iter()
+        .map(|w| w["address"].as_str().unwrap().rsplit_once(':').unwrap().0.to_string())
+        .collect();
     addrs.sort();
     assert_eq!(addrs, vec![Lab::addr(1), Lab::addr(2)], "{listed:?}");
 

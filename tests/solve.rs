@@ -24,7 +24,10 @@ fn farmer_on_two_workers() {
     // The human-readable table names the worker and the values.
     let out = mesh.run(&[farmer.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("optimal") && text.contains("-108390") && text.contains("solved by   worker"), "{text}");
+    assert!(
+        text.contains("optimal") && text.contains("-108390") && text.contains("solved by   worker"),
+        "{text}"
+    );
     assert!(text.contains("scen0_DevotedAcreage_CORN"), "{text}");
 
     // --output writes the solution file.
@@ -49,7 +52,8 @@ fn knapsack_mip_and_gzip_and_direct_worker() {
 
     // A gzip-compressed copy solves the same.
     let gz = mesh.home_path().join("knapsack.lp.gz");
-    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
+    let mut enc =
+        flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
     std::io::Write::write_all(&mut enc, &std::fs::read(&ks).unwrap()).unwrap();
     enc.finish().unwrap();
     let out = mesh.run(&["--json", "--worker", &addr, gz.to_str().unwrap()]);
@@ -101,10 +105,15 @@ fn public_instances_match_their_known_optima() {
     let mut args = vec!["--json", "--time-limit", "300s"];
     args.extend(files.iter().map(String::as_str));
     let out = mesh.run(&args);
-    let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    let results: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
     assert_eq!(results.len(), files.len(), "{}", show(&out));
     let mut workers = std::collections::HashSet::new();
-    for (m, r) in manifest.iter().filter(|m| files.iter().any(|f| f.ends_with(m["file"].as_str().unwrap()))).zip(&results) {
+    for (m, r) in manifest
+        .iter()
+        .filter(|m| files.iter().any(|f| f.ends_with(m["file"].as_str().unwrap())))
+        .zip(&results)
+    {
         let name = m["file"].as_str().unwrap();
         assert!(r["model"].as_str().unwrap().ends_with(name));
         assert_eq!(r["status"], m["status"], "{name}: {r}");

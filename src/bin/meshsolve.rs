@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use meshsolve::certs::{self, NamespaceCa};
+use meshsolve::cli;
 use meshsolve::client::{ClientConfig, JobOptions, JobResult, Mesh};
 use meshsolve::model::{self, Format};
 use meshsolve::solver::{self, Solution, SolveOptions, Status};
-use meshsolve::cli;
 
 const EXIT_HELP: &str = "\
 Exit codes:
@@ -61,7 +61,13 @@ struct MeshArgs {
     #[arg(long, default_value = "3s", value_parser = cli::parse_duration, global = true)]
     wait: Duration,
     /// Browse mDNS only on these interfaces (comma-separated) [default: all].
-    #[arg(long = "interface", short = 'i', env = "MESHSOLVE_INTERFACE", value_delimiter = ',', global = true)]
+    #[arg(
+        long = "interface",
+        short = 'i',
+        env = "MESHSOLVE_INTERFACE",
+        value_delimiter = ',',
+        global = true
+    )]
     interfaces: Vec<String>,
     /// Directory holding namespace CAs [default: ~/.config/meshsolve].
     #[arg(long, env = "MESHSOLVE_HOME", global = true)]
@@ -242,7 +248,8 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
         let opts = opts.clone();
         set.spawn(async move { (i, mesh.solve_file(&p, &opts).await) });
     }
-    let mut results: Vec<Option<Result<JobResult, meshsolve::client::ClientError>>> = a.models.iter().map(|_| None).collect();
+    let mut results: Vec<Option<Result<JobResult, meshsolve::client::ClientError>>> =
+        a.models.iter().map(|_| None).collect();
     while let Some(r) = set.join_next().await {
         let (i, r) = r.context("a job task panicked")?;
         results[i] = Some(r);
@@ -373,7 +380,11 @@ fn write_output(out: &Path, sol: &Solution, json: &serde_json::Value) -> anyhow:
     let text = if out.extension().is_some_and(|e| e == "json") {
         serde_json::to_string_pretty(json)?
     } else {
-        let mut s = format!("# status {}\n# objective {}\n", sol.status, sol.objective.map(|o| o.to_string()).unwrap_or_else(|| "none".into()));
+        let mut s = format!(
+            "# status {}\n# objective {}\n",
+            sol.status,
+            sol.objective.map(|o| o.to_string()).unwrap_or_else(|| "none".into())
+        );
         for (n, v) in &sol.values {
             s.push_str(&format!("{n} {v}\n"));
         }
@@ -399,7 +410,7 @@ async fn workers(m: &MeshArgs, json: bool) -> anyhow::Result<u8> {
                     "address": w.best_addr().map(|a| a.to_string()),
                     "addresses": w.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                     "namespace": w.namespace,
-                    "solvers": w.solvers.iter().map(|(n, v)| serde_json::json!({"name": n, "version": v})).collect::<Vec<_>>(),
+                    "solvers": w.solvers.iter().map(|s| serde_json::json!({"name": s.name, "version": s.version, "slots": s.slots})).collect::<Vec<_>>(),
                     "slots": w.slots,
                     "busy": st.as_ref().ok().map(|s| s.busy),
                     "reachable": st.is_ok(),
@@ -411,7 +422,18 @@ async fn workers(m: &MeshArgs, json: bool) -> anyhow::Result<u8> {
     } else {
         println!("{:<28} {:<22} {:<28} {:>5} {:>5}", "WORKER", "ADDRESS", "SOLVERS", "SLOTS", "BUSY");
         for (w, st) in &rows {
-            let solvers = w.solvers.iter().map(|(n, v)| format!("{n} {v}")).collect::<Vec<_>>().join(", ");
+            let solvers = w
+                .solvers
+                .iter()
+                .map(|s| {
+                    if s.slots < w.slots {
+                        format!("{} {} ({} slots)", s.name, s.version, s.slots)
+                    } else {
+                        format!("{} {}", s.name, s.version)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             let addr = w.best_addr().map(|a| a.to_string()).unwrap_or_default();
             let busy = match st {
                 Ok(s) => s.busy.to_string(),
@@ -433,7 +455,10 @@ async fn shutdown(m: &MeshArgs) -> anyhow::Result<u8> {
     let mut code = 0;
     for w in &found {
         match mesh.shutdown_worker(w).await {
-            Ok(ack) => println!("{}: stopping ({} job(s) still running will finish or be cancelled)", ack.name, ack.running),
+            Ok(ack) => println!(
+                "{}: stopping ({} job(s) still running will finish or be cancelled)",
+                ack.name, ack.running
+            ),
             Err(e) => {
                 code = 1;
                 println!("{}: not stopped: {e}", w.instance);
@@ -466,11 +491,17 @@ fn certs_cmd(m: &MeshArgs, c: CertsCmd) -> anyhow::Result<u8> {
                 .open(&file)
                 .with_context(|| format!("cannot write {}", file.display()))?;
             f.write_all(ca.export_pem().as_bytes())?;
-            println!("wrote namespace `{}` CA (fingerprint {}) to {}", ca.namespace, ca.fingerprint(), file.display());
+            println!(
+                "wrote namespace `{}` CA (fingerprint {}) to {}",
+                ca.namespace,
+                ca.fingerprint(),
+                file.display()
+            );
             println!("it holds the CA private key: copy it only to boxes you trust, then run `meshsolve certs import {}` there", file.display());
         }
         CertsCmd::Import { file, force } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let ca = NamespaceCa::import_pem(&cfg.home, &cfg.namespace, &text, force)?;
             println!("namespace `{}` now uses CA {} ({})", ca.namespace, ca.fingerprint(), ca.dir.display());
         }
@@ -498,7 +529,16 @@ async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
     let mut children = Vec::new();
     for _ in 0..2 {
         let child = tokio::process::Command::new(&worker_exe)
-            .args(["--namespace", &ns, "--slots", "1", "--interface", &ifaces.join(","), "--log-level", "warn"])
+            .args([
+                "--namespace",
+                &ns,
+                "--slots",
+                "1",
+                "--interface",
+                &ifaces.join(","),
+                "--log-level",
+                "warn",
+            ])
             .env("MESHSOLVE_HOME", &home)
             .kill_on_drop(true)
             .spawn()
@@ -515,11 +555,17 @@ async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mesh = Mesh::connect(cfg).await?;
         let found = mesh.wait_for_workers(None, Duration::from_secs(10)).await?;
-        println!("demo: found {} worker(s) in {:.2}s: {}", found.len(), t0.elapsed().as_secs_f64(),
-                 found.iter().map(|w| w.instance.as_str()).collect::<Vec<_>>().join(", "));
+        println!(
+            "demo: found {} worker(s) in {:.2}s: {}",
+            found.len(),
+            t0.elapsed().as_secs_f64(),
+            found.iter().map(|w| w.instance.as_str()).collect::<Vec<_>>().join(", ")
+        );
         let res = mesh.solve_file(&model, &JobOptions::default()).await?;
         print_solution(&model, &res.solution, Some(&res), false);
-        println!("demo: expected objective -108390 (profit 108,390: wheat 170, corn 80, sugar beets 250 acres)");
+        println!(
+            "demo: expected objective -108390 (profit 108,390: wheat 170, corn 80, sugar beets 250 acres)"
+        );
         for w in &found {
             let _ = mesh.shutdown_worker(w).await;
         }

@@ -42,6 +42,10 @@ struct Opts {
     /// Solvers to offer, best first (repeatable or comma-separated) [default: all in this build].
     #[arg(long = "solver", value_delimiter = ',')]
     solvers: Vec<String>,
+    /// Limit a solver to fewer slots than the worker has, NAME=N (repeatable or comma-separated),
+    /// e.g. `--solver-slots cplex=2` on a box with 8 cores and 2 CPLEX licences.
+    #[arg(long = "solver-slots", value_delimiter = ',', value_parser = parse_solver_slots)]
+    solver_slots: Vec<(String, u32)>,
     /// Instance name to advertise [default: HOST-PORT].
     #[arg(long)]
     name: Option<String>,
@@ -57,6 +61,12 @@ struct Opts {
     /// Log level or filter (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
     log_level: String,
+}
+
+fn parse_solver_slots(s: &str) -> Result<(String, u32), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=N"))?;
+    let n: u32 = v.trim().parse().map_err(|_| format!("`{v}` is not a number of slots"))?;
+    Ok((k.trim().to_ascii_lowercase(), n))
 }
 
 fn main() -> ExitCode {
@@ -87,7 +97,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         solver::by_name(s)?;
     }
     let bind = SocketAddr::new(opts.bind, opts.port);
-    let probe = std::net::UdpSocket::bind(bind).with_context(|| format!("cannot bind UDP {bind}; is the port in use?"))?;
+    let probe = std::net::UdpSocket::bind(bind)
+        .with_context(|| format!("cannot bind UDP {bind}; is the port in use?"))?;
     let port = probe.local_addr()?.port();
     drop(probe);
     let cfg = worker::WorkerConfig {
@@ -96,6 +107,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         home: opts.home.unwrap_or_else(certs::default_home),
         bind: SocketAddr::new(opts.bind, port),
         slots,
+        solver_slots: opts.solver_slots.into_iter().collect(),
         solvers,
         grace: opts.grace,
         idle_exit: opts.idle_exit,

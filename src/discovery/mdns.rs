@@ -7,7 +7,7 @@ use std::time::Duration;
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::mpsc;
 
-use super::{Discovery, DiscoveryError, DiscoveryEvent, WorkerAd, SERVICE_TYPE};
+use super::{Discovery, DiscoveryError, DiscoveryEvent, SolverInfo, WorkerAd, SERVICE_TYPE};
 
 /// mDNS announcer and browser.
 pub struct Mdns {
@@ -30,10 +30,7 @@ impl Mdns {
                 daemon.enable_interface(IfKind::Name(name.clone())).map_err(err)?;
             }
         }
-        Ok(Mdns {
-            daemon,
-            registered: Mutex::new(Vec::new()),
-        })
+        Ok(Mdns { daemon, registered: Mutex::new(Vec::new()) })
     }
 }
 
@@ -54,7 +51,11 @@ fn host_label() -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
         .collect();
-    if label.is_empty() { "host".into() } else { label }
+    if label.is_empty() {
+        "host".into()
+    } else {
+        label
+    }
 }
 
 /// This machine's short host name, used in worker instance names.
@@ -63,7 +64,12 @@ pub fn hostname() -> String {
 }
 
 fn encode(ad: &WorkerAd) -> Vec<(String, String)> {
-    let solvers = ad.solvers.iter().map(|(n, v)| format!("{n}:{v}")).collect::<Vec<_>>().join(",");
+    let solvers = ad
+        .solvers
+        .iter()
+        .map(|s| format!("{}:{}:{}", s.name, s.version, s.slots))
+        .collect::<Vec<_>>()
+        .join(",");
     vec![
         ("proto".into(), ad.protocol.to_string()),
         ("ns".into(), ad.namespace.clone()),
@@ -75,13 +81,21 @@ fn encode(ad: &WorkerAd) -> Vec<(String, String)> {
 }
 
 /// Decodes TXT properties; `None` when a required one is missing or malformed.
-pub fn decode(instance: &str, addrs: Vec<SocketAddr>, get: impl Fn(&str) -> Option<String>) -> Option<WorkerAd> {
+pub fn decode(
+    instance: &str,
+    addrs: Vec<SocketAddr>,
+    get: impl Fn(&str) -> Option<String>,
+) -> Option<WorkerAd> {
+    let slots: u32 = get("slots")?.parse().ok()?;
     let solvers = get("solvers")?
         .split(',')
         .filter(|s| !s.is_empty())
-        .map(|s| match s.split_once(':') {
-            Some((n, v)) => (n.to_string(), v.to_string()),
-            None => (s.to_string(), String::new()),
+        .map(|s| {
+            let mut f = s.split(':');
+            let name = f.next().unwrap_or_default().to_string();
+            let version = f.next().unwrap_or_default().to_string();
+            let n = f.next().and_then(|x| x.parse().ok()).unwrap_or(slots);
+            SolverInfo { name, version, slots: n.min(slots) }
         })
         .collect();
     Some(WorkerAd {
@@ -89,7 +103,7 @@ pub fn decode(instance: &str, addrs: Vec<SocketAddr>, get: impl Fn(&str) -> Opti
         namespace: get("ns")?,
         addrs,
         solvers,
-        slots: get("slots")?.parse().ok()?,
+        slots,
         ca_fingerprint: get("ca")?,
         protocol: get("proto")?.parse().ok()?,
         version: get("ver").unwrap_or_default(),
@@ -133,7 +147,9 @@ impl Discovery for Mdns {
                                 .collect();
                             addrs.sort();
                             let props = &svc.txt_properties;
-                            match decode(&instance, addrs, |k| props.get_property_val_str(k).map(str::to_string)) {
+                            match decode(&instance, addrs, |k| {
+                                props.get_property_val_str(k).map(str::to_string)
+                            }) {
                                 Some(ad) => tx.send(DiscoveryEvent::Up(ad)),
                                 None => {
                                     tracing::debug!(%instance, "ignoring mDNS advert with missing fields");
@@ -160,7 +176,8 @@ impl Discovery for Mdns {
     }
 
     fn shutdown(&self) {
-        let names: Vec<String> = self.registered.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        let names: Vec<String> =
+            self.registered.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
         for name in names {
             if let Ok(rx) = self.daemon.unregister(&name) {
                 // Wait for the goodbye packets to be sent.

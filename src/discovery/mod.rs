@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 
 use tokio::sync::mpsc;
 
+pub use crate::protocol::SolverInfo;
+
 /// mDNS service type of meshsolve workers.
 pub const SERVICE_TYPE: &str = "_meshsolve._udp.local.";
 
@@ -19,8 +21,8 @@ pub struct WorkerAd {
     pub namespace: String,
     /// Addresses to reach it (QUIC over UDP).
     pub addrs: Vec<SocketAddr>,
-    /// `(name, version)` of its solvers, best first.
-    pub solvers: Vec<(String, String)>,
+    /// Its solvers, best first.
+    pub solvers: Vec<SolverInfo>,
     /// Concurrent solves it runs.
     pub slots: u32,
     /// Fingerprint of its namespace CA.
@@ -36,7 +38,7 @@ impl WorkerAd {
     pub fn has_solver(&self, solver: Option<&str>) -> bool {
         match solver {
             None => !self.solvers.is_empty(),
-            Some(s) => self.solvers.iter().any(|(n, _)| n.eq_ignore_ascii_case(s)),
+            Some(s) => self.solvers.iter().any(|x| x.name.eq_ignore_ascii_case(s)),
         }
     }
 

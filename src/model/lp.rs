@@ -231,7 +231,8 @@ fn expr<R: BufRead>(t: &mut Tokens<R>, b: &mut Builder, what: &str) -> Result<Ex
     let mut first = true;
     loop {
         let next = t.peek(0)?.clone();
-        let starts_term = matches!(next, Tok::Plus | Tok::Minus) || (first && matches!(next, Tok::Num(_) | Tok::Name(_)));
+        let starts_term =
+            matches!(next, Tok::Plus | Tok::Minus) || (first && matches!(next, Tok::Num(_) | Tok::Name(_)));
         if !starts_term {
             return Ok(e);
         }
@@ -259,7 +260,13 @@ fn expr<R: BufRead>(t: &mut Tokens<R>, b: &mut Builder, what: &str) -> Result<Ex
                 e.terms.push((j, s));
             }
             other => {
-                return Err(syntax(ln, format!("in {what}: expected a coefficient or a variable name after a sign, found {}", show(&other))))
+                return Err(syntax(
+                    ln,
+                    format!(
+                        "in {what}: expected a coefficient or a variable name after a sign, found {}",
+                        show(&other)
+                    ),
+                ))
             }
         }
         first = false;
@@ -290,11 +297,7 @@ fn signed_number<R: BufRead>(t: &mut Tokens<R>, what: &str) -> Result<f64, Strea
 
 /// Reads a CPLEX LP model.
 pub(crate) fn read(stream: impl BufRead, default_name: &str) -> Result<Model, StreamError> {
-    let mut t = Tokens {
-        lines: Lines::new(stream),
-        pending: VecDeque::new(),
-        done: false,
-    };
+    let mut t = Tokens { lines: Lines::new(stream), pending: VecDeque::new(), done: false };
     let mut b = Builder {
         model: Model::new(default_name),
         cols: Names::default(),
@@ -328,7 +331,10 @@ pub(crate) fn read(stream: impl BufRead, default_name: &str) -> Result<Model, St
         }
     }
     if !saw_objective {
-        return Err(syntax(t.lines.line.max(1), "no objective section (minimize or maximize) found; is this an LP file?"));
+        return Err(syntax(
+            t.lines.line.max(1),
+            "no objective section (minimize or maximize) found; is this an LP file?",
+        ));
     }
     Ok(b.model)
 }
@@ -351,7 +357,10 @@ fn expect_section<R: BufRead>(t: &mut Tokens<R>, what: &str) -> Result<(), Strea
         Tok::Section(_) | Tok::Eof => Ok(()),
         other => {
             let ln = t.line();
-            Err(syntax(ln, format!("in {what}: unexpected {}; expected `+`, `-` or a new section", show(&other))))
+            Err(syntax(
+                ln,
+                format!("in {what}: unexpected {}; expected `+`, `-` or a new section", show(&other)),
+            ))
         }
     }
 }
@@ -372,7 +381,9 @@ fn constraints<R: BufRead>(t: &mut Tokens<R>, b: &mut Builder) -> Result<(), Str
         let what = format!("constraint `{name}`");
         // Ranged form: number op expr op number.
         let mut lower_side = None;
-        let sign_then_num = matches!(t.peek(0)?, Tok::Plus | Tok::Minus) && matches!(t.peek(1)?, Tok::Num(_)) && matches!(t.peek(2)?, Tok::Op(_));
+        let sign_then_num = matches!(t.peek(0)?, Tok::Plus | Tok::Minus)
+            && matches!(t.peek(1)?, Tok::Num(_))
+            && matches!(t.peek(2)?, Tok::Op(_));
         if (matches!(t.peek(0)?, Tok::Num(_)) && matches!(t.peek(1)?, Tok::Op(_))) || sign_then_num {
             let v = signed_number(t, &what)?;
             let Tok::Op(op) = t.next()?.0 else { unreachable!("peeked an operator") };
@@ -382,7 +393,10 @@ fn constraints<R: BufRead>(t: &mut Tokens<R>, b: &mut Builder) -> Result<(), Str
         let (op, l2) = match t.next()? {
             (Tok::Op(op), l) => (op, l),
             (other, l) if lower_side.is_none() => {
-                return Err(syntax(l.max(ln), format!("in {what}: expected <=, >= or = after the expression, found {}", show(&other))))
+                return Err(syntax(
+                    l.max(ln),
+                    format!("in {what}: expected <=, >= or = after the expression, found {}", show(&other)),
+                ))
             }
             _ => (Cmp::Eq, ln),
         };
@@ -419,12 +433,7 @@ fn constraints<R: BufRead>(t: &mut Tokens<R>, b: &mut Builder) -> Result<(), Str
             }
         });
         coefs.retain(|c| c.1 != 0.0);
-        b.model.rows.push(Row {
-            name,
-            lower: lo,
-            upper: up,
-            coefs,
-        });
+        b.model.rows.push(Row { name, lower: lo, upper: up, coefs });
     }
 }
 
@@ -447,7 +456,13 @@ fn bounds<R: BufRead>(t: &mut Tokens<R>, b: &mut Builder) -> Result<(), StreamEr
                         b.touched[j] = true;
                     }
                     (other, l) => {
-                        return Err(syntax(l, format!("in the bound on `{n}`: expected <=, >=, = or `free`, found {}", show(&other))))
+                        return Err(syntax(
+                            l,
+                            format!(
+                                "in the bound on `{n}`: expected <=, >=, = or `free`, found {}",
+                                show(&other)
+                            ),
+                        ))
                     }
                 }
             }
@@ -455,11 +470,21 @@ fn bounds<R: BufRead>(t: &mut Tokens<R>, b: &mut Builder) -> Result<(), StreamEr
                 let v = signed_number(t, "a bound")?;
                 let op = match t.next()? {
                     (Tok::Op(op), _) => op,
-                    (other, l) => return Err(syntax(l, format!("in a bound: expected <=, >= or = after {v}, found {}", show(&other)))),
+                    (other, l) => {
+                        return Err(syntax(
+                            l,
+                            format!("in a bound: expected <=, >= or = after {v}, found {}", show(&other)),
+                        ))
+                    }
                 };
                 let n = match t.next()? {
                     (Tok::Name(n), _) => n,
-                    (other, l) => return Err(syntax(l, format!("in a bound: expected a variable name, found {}", show(&other)))),
+                    (other, l) => {
+                        return Err(syntax(
+                            l,
+                            format!("in a bound: expected a variable name, found {}", show(&other)),
+                        ))
+                    }
                 };
                 let j = b.col(&n) as usize;
                 apply(&mut b.model.cols[j], op, v, true);
@@ -470,7 +495,15 @@ fn bounds<R: BufRead>(t: &mut Tokens<R>, b: &mut Builder) -> Result<(), StreamEr
                     apply(&mut b.model.cols[j], op2, v2, false);
                 }
             }
-            other => return Err(syntax(ln, format!("in bounds: expected a bound such as `x <= 4`, `0 <= x <= 4` or `x free`, found {}", show(&other)))),
+            other => {
+                return Err(syntax(
+                    ln,
+                    format!(
+                        "in bounds: expected a bound such as `x <= 4`, `0 <= x <= 4` or `x free`, found {}",
+                        show(&other)
+                    ),
+                ))
+            }
         }
     }
 }
@@ -513,7 +546,10 @@ fn integers<R: BufRead>(t: &mut Tokens<R>, b: &mut Builder, sec: Sec) -> Result<
             }
             other => {
                 let ln = t.line();
-                return Err(syntax(ln, format!("expected a variable name in the integer section, found {}", show(&other))));
+                return Err(syntax(
+                    ln,
+                    format!("expected a variable name in the integer section, found {}", show(&other)),
+                ));
             }
         }
     }

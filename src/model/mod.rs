@@ -71,13 +71,7 @@ pub struct Model {
 impl Model {
     /// An empty minimisation model.
     pub fn new(name: impl Into<String>) -> Self {
-        Model {
-            name: name.into(),
-            sense: Sense::Minimize,
-            offset: 0.0,
-            cols: Vec::new(),
-            rows: Vec::new(),
-        }
+        Model { name: name.into(), sense: Sense::Minimize, offset: 0.0, cols: Vec::new(), rows: Vec::new() }
     }
 
     /// Number of integer columns.
@@ -248,33 +242,21 @@ pub(crate) struct ParseError {
 }
 
 pub(crate) fn syntax(line: usize, message: impl Into<String>) -> StreamError {
-    StreamError::Parse(ParseError {
-        line,
-        message: message.into(),
-    })
+    StreamError::Parse(ParseError { line, message: message.into() })
 }
 
 pub(crate) type ParseResult<T> = Result<T, ParseError>;
 
 pub(crate) fn perr<T>(line: usize, message: impl Into<String>) -> ParseResult<T> {
-    Err(ParseError {
-        line,
-        message: message.into(),
-    })
+    Err(ParseError { line, message: message.into() })
 }
 
 /// Opens a model file, decompressing it on the fly when `gz` is set.
 pub fn open_stream(path: &Path, gz: bool) -> Result<Box<dyn BufRead + Send>, ModelError> {
-    let io = |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
-    let reader: Box<dyn Read + Send> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
+    let reader: Box<dyn Read + Send> =
+        if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
     Ok(Box::new(BufReader::with_capacity(1 << 16, reader)))
 }
 
@@ -283,24 +265,15 @@ pub fn read_file(path: &Path, format: Option<Format>) -> Result<Model, ModelErro
     let (fmt, gz) = match (format, Format::from_path(path)) {
         (Some(f), guess) => (f, guess.map(|g| g.1).unwrap_or(false) || has_gz_suffix(path)),
         (None, Some(g)) => g,
-        (None, None) => {
-            return Err(ModelError::UnknownFormat {
-                path: path.to_path_buf(),
-            })
-        }
+        (None, None) => return Err(ModelError::UnknownFormat { path: path.to_path_buf() }),
     };
     let stream = open_stream(path, gz)?;
     let stem = model_stem(path);
     read_stream(stream, fmt, &stem).map_err(|e| match e {
-        StreamError::Io(source) => ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        StreamError::Parse(p) => ModelError::Syntax {
-            path: path.to_path_buf(),
-            line: p.line,
-            message: p.message,
-        },
+        StreamError::Io(source) => ModelError::Io { path: path.to_path_buf(), source },
+        StreamError::Parse(p) => {
+            ModelError::Syntax { path: path.to_path_buf(), line: p.line, message: p.message }
+        }
     })
 }
 
@@ -310,10 +283,7 @@ fn has_gz_suffix(path: &Path) -> bool {
 
 /// The file name without directory, `.gz` and the format extension.
 pub fn model_stem(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let name = name.strip_suffix(".gz").unwrap_or(&name).to_string();
     match name.rsplit_once('.') {
         Some((s, _)) if !s.is_empty() => s.to_string(),
@@ -349,15 +319,10 @@ pub(crate) fn read_stream(
 /// Parses a model held in memory (used by tests and small generated models).
 pub fn parse_str(text: &str, fmt: Format) -> Result<Model, ModelError> {
     read_stream(text.as_bytes(), fmt, "model").map_err(|e| match e {
-        StreamError::Io(source) => ModelError::Io {
-            path: PathBuf::from("<memory>"),
-            source,
-        },
-        StreamError::Parse(p) => ModelError::Syntax {
-            path: PathBuf::from("<memory>"),
-            line: p.line,
-            message: p.message,
-        },
+        StreamError::Io(source) => ModelError::Io { path: PathBuf::from("<memory>"), source },
+        StreamError::Parse(p) => {
+            ModelError::Syntax { path: PathBuf::from("<memory>"), line: p.line, message: p.message }
+        }
     })
 }
 
@@ -370,21 +335,14 @@ pub(crate) struct Lines<R> {
 
 impl<R: BufRead> Lines<R> {
     pub fn new(inner: R) -> Self {
-        Lines {
-            inner,
-            buf: String::new(),
-            line: 0,
-        }
+        Lines { inner, buf: String::new(), line: 0 }
     }
 
     /// The next line without its line ending, or `None` at the end.
     pub fn next_line(&mut self) -> Result<Option<(usize, &str)>, StreamError> {
         self.buf.clear();
         let mut bytes = Vec::new();
-        let n = self
-            .inner
-            .read_until(b'\n', &mut bytes)
-            .map_err(StreamError::Io)?;
+        let n = self.inner.read_until(b'\n', &mut bytes).map_err(StreamError::Io)?;
         if n == 0 {
             return Ok(None);
         }

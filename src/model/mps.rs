@@ -117,12 +117,14 @@ pub(crate) fn read(stream: impl BufRead, default_name: &str) -> Result<Model, St
         }
     }
     if section != Section::End {
-        return Err(syntax(lines.line,
+        return Err(syntax(
+            lines.line,
             if saw_rows {
                 "file ends without ENDATA; is it truncated?"
             } else {
                 "no ROWS section found; is this an MPS file?"
-            }));
+            },
+        ));
     }
     Ok(b.finish())
 }
@@ -168,12 +170,7 @@ impl Builder {
         }
         let idx = self.model.rows.len() as u32;
         self.row_names.insert(name, idx);
-        self.model.rows.push(Row {
-            name: name.to_string(),
-            lower: 0.0,
-            upper: 0.0,
-            coefs: Vec::new(),
-        });
+        self.model.rows.push(Row { name: name.to_string(), lower: 0.0, upper: 0.0, coefs: Vec::new() });
         self.kinds.push(kind);
         self.rhs.push(0.0);
         self.range.push(None);
@@ -221,7 +218,10 @@ impl Builder {
                     self.model.rows[i as usize].coefs.push((col, v));
                 }
             } else if self.ignored_rows.get(pair[0]).is_none() {
-                return perr(ln, format!("column `{}` refers to row `{}`, which ROWS does not define", f[0], pair[0]));
+                return perr(
+                    ln,
+                    format!("column `{}` refers to row `{}`, which ROWS does not define", f[0], pair[0]),
+                );
             }
         }
         Ok(())
@@ -334,11 +334,12 @@ impl Builder {
                 c.integer = true;
                 self.upper_set[col] = true;
             }
-            "SC" => {
-                return perr(ln, "semi-continuous bounds (SC) are not supported by meshsolve's solvers")
-            }
+            "SC" => return perr(ln, "semi-continuous bounds (SC) are not supported by meshsolve's solvers"),
             other => {
-                return perr(ln, format!("bound type `{other}`; expected UP, LO, FX, FR, MI, PL, BV, LI or UI"))
+                return perr(
+                    ln,
+                    format!("bound type `{other}`; expected UP, LO, FX, FR, MI, PL, BV, LI or UI"),
+                )
             }
         }
         Ok(())

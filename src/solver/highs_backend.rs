@@ -12,7 +12,7 @@ use crate::model::{Model, Sense};
 pub struct Highs;
 
 /// The HiGHS release that `highs-sys` builds.
-const VERSION: &str = "1.x (highs-sys 1.16)";
+const VERSION: &str = "1.16.0";
 
 impl Solver for Highs {
     fn name(&self) -> &'static str {
@@ -63,10 +63,9 @@ impl Solver for Highs {
                 return Err(SolveError::BadOption(format!("HiGHS rejected option {k}={v}")));
             }
         }
-        let solved = m.try_solve().map_err(|e| SolveError::Failed {
-            solver: solver.clone(),
-            message: format!("{e:?}"),
-        })?;
+        let solved = m
+            .try_solve()
+            .map_err(|e| SolveError::Failed { solver: solver.clone(), message: format!("{e:?}") })?;
         let with_values = |status| {
             let sol = solved.get_solution();
             let x = sol.columns();
@@ -91,19 +90,8 @@ impl Solver for Highs {
                     (Status::TimeLimit, None, Vec::new())
                 }
             }
-            other => {
-                return Err(SolveError::Failed {
-                    solver,
-                    message: format!("model status {other:?}"),
-                })
-            }
+            other => return Err(SolveError::Failed { solver, message: format!("model status {other:?}") }),
         };
-        Ok(Solution {
-            status,
-            objective,
-            values,
-            solver,
-            solve_seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok(Solution { status, objective, values, solver, solve_seconds: started.elapsed().as_secs_f64() })
     }
 }

@@ -48,8 +48,10 @@ impl Solver for MicroLp {
                 return Ok(answer(Status::Infeasible, None, Vec::new()));
             }
             let v = if c.integer {
-                let lo = if c.lower.is_finite() { c.lower.ceil().max(i32::MIN as f64) as i32 } else { i32::MIN };
-                let hi = if c.upper.is_finite() { c.upper.floor().min(i32::MAX as f64) as i32 } else { i32::MAX };
+                let lo =
+                    if c.lower.is_finite() { c.lower.ceil().max(i32::MIN as f64) as i32 } else { i32::MIN };
+                let hi =
+                    if c.upper.is_finite() { c.upper.floor().min(i32::MAX as f64) as i32 } else { i32::MAX };
                 if lo > hi {
                     return Ok(answer(Status::Infeasible, None, Vec::new()));
                 }
@@ -112,10 +114,7 @@ impl Solver for MicroLp {
             }
             Err(Error::Infeasible) => Ok(answer(Status::Infeasible, None, Vec::new())),
             Err(Error::Unbounded) => Ok(answer(Status::Unbounded, None, Vec::new())),
-            Err(e) => Err(SolveError::Failed {
-                solver,
-                message: e.to_string(),
-            }),
+            Err(e) => Err(SolveError::Failed { solver, message: e.to_string() }),
         }
     }
 }

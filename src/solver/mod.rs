@@ -6,9 +6,9 @@
 //! child process of the worker's own binary so a solve can be cancelled, timed
 //! out, or crash without taking the worker down.
 
-mod microlp_backend;
 #[cfg(feature = "highs")]
 mod highs_backend;
+mod microlp_backend;
 pub mod process;
 
 use serde::{Deserialize, Serialize};
@@ -107,12 +107,11 @@ pub trait Solver: Send + Sync {
 
 /// Every solver in this build, best first.
 pub fn all() -> Vec<Box<dyn Solver>> {
-    #[allow(unused_mut)]
-    let mut v: Vec<Box<dyn Solver>> = Vec::new();
-    #[cfg(feature = "highs")]
-    v.push(Box::new(highs_backend::Highs));
-    v.push(Box::new(microlp_backend::MicroLp));
-    v
+    vec![
+        #[cfg(feature = "highs")]
+        Box::new(highs_backend::Highs),
+        Box::new(microlp_backend::MicroLp),
+    ]
 }
 
 /// Finds a solver by name (case-insensitive).

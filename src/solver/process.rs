@@ -112,11 +112,8 @@ pub async fn run(exe: &Path, req: &ChildRequest, cancel: &CancellationToken) -> 
         let status = child.wait().await?;
         Ok::<_, std::io::Error>((status, out, err))
     };
-    let deadline = req
-        .options
-        .time_limit
-        .map(|t| Duration::from_secs_f64(t * 1.1 + 5.0))
-        .unwrap_or(Duration::MAX / 4);
+    let deadline =
+        req.options.time_limit.map(|t| Duration::from_secs_f64(t * 1.1 + 5.0)).unwrap_or(Duration::MAX / 4);
     let (status, out, err) = tokio::select! {
         r = io => r?,
         _ = cancel.cancelled() => { kill_group(); return Err(RunError::Cancelled) }
@@ -137,10 +134,8 @@ pub async fn run(exe: &Path, req: &ChildRequest, cancel: &CancellationToken) -> 
             stderr: if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" / ")) },
         });
     }
-    let reply: ChildReply = ciborium::from_reader(out.as_slice()).map_err(|e| RunError::Crashed {
-        status: format!("unreadable reply: {e}"),
-        stderr: String::new(),
-    })?;
+    let reply: ChildReply = ciborium::from_reader(out.as_slice())
+        .map_err(|e| RunError::Crashed { status: format!("unreadable reply: {e}"), stderr: String::new() })?;
     reply.map_err(RunError::Rejected)
 }
 

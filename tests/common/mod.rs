@@ -79,11 +79,7 @@ impl Drop for Worker {
 
 impl Mesh {
     pub fn new(tag: &str) -> Mesh {
-        Mesh {
-            ns: unique_ns(tag),
-            home: tempfile::tempdir().expect("temp dir"),
-            workers: Vec::new(),
-        }
+        Mesh { ns: unique_ns(tag), home: tempfile::tempdir().expect("temp dir"), workers: Vec::new() }
     }
 
     /// A second namespace sharing nothing with this one.
@@ -145,7 +141,11 @@ impl Mesh {
                     return v;
                 }
             }
-            assert!(t.elapsed() < Duration::from_secs(30), "only some workers visible after 30 s: {}", show(&out));
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "only some workers visible after 30 s: {}",
+                show(&out)
+            );
         }
     }
 }
@@ -193,7 +193,10 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 /// Whether `pid` is alive (a zombie counts as dead).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()), Some("Z") | Some("X")),
+        Ok(stat) => !matches!(
+            stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()),
+            Some("Z") | Some("X")
+        ),
         Err(_) => false,
     }
 }

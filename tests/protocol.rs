@@ -1,0 +1,73 @@
+//! Raw protocol abuse against a real worker over real QUIC + TLS: garbage,
+//! truncated and oversized messages are errors on their stream; the worker
+//! keeps serving.
+
+mod common;
+use common::*;
+use meshsolve::certs::{NamespaceCa, CLIENT_NAME};
+use meshsolve::protocol::{encode, read_msg, Request, Response, WorkerStatus, MAX_CONTROL};
+use meshsolve::transport;
+
+async fn open(mesh: &Mesh, addr: &str) -> quinn::Connection {
+    let ca = NamespaceCa::load_or_create(mesh.home_path(), &mesh.ns).unwrap();
+    let id = ca.issue(CLIENT_NAME).unwrap();
+    let ep = transport::client_endpoint(&id).unwrap();
+    ep.connect(addr.parse().unwrap(), transport::server_name()).unwrap().await.unwrap()
+}
+
+async fn send_raw(conn: &quinn::Connection, bytes: &[u8]) -> Result<Option<Response>, String> {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    send.finish().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), read_msg::<Response>(&mut recv, MAX_CONTROL))
+        .await
+        .map_err(|_| "worker hung".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn garbage_truncated_and_oversized_messages_are_stream_errors() {
+    let mut mesh = Mesh::new("proto");
+    let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
+    let conn = open(&mesh, &addr).await;
+
+    let garbage = [0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef];
+    match send_raw(&conn, &garbage).await {
+        Ok(Some(Response::Failed { message, .. })) => assert!(message.contains("malformed"), "{message}"),
+        other => panic!("garbage: {other:?}"),
+    }
+    let good = encode(&Request::Status).unwrap();
+    match send_raw(&conn, &good[..good.len() - 1]).await {
+        Ok(Some(Response::Failed { message, .. })) => assert!(message.contains("truncated"), "{message}"),
+        other => panic!("truncated: {other:?}"),
+    }
+    match send_raw(&conn, &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3]).await {
+        Ok(Some(Response::Failed { message, .. })) => assert!(message.contains("exceeds"), "{message}"),
+        other => panic!("oversized: {other:?}"),
+    }
+    // A solve header announcing more bytes than are sent: the job fails, the worker lives.
+    let header = Request::Solve(meshsolve::protocol::SolveRequest {
+        name: "short".into(),
+        format: meshsolve::model::Format::Lp,
+        gzip: false,
+        size: 1000,
+        solver: None,
+        options: Default::default(),
+    });
+    let mut bytes = encode(&header).unwrap();
+    bytes.extend_from_slice(b"min\n obj: x\n");
+    match send_raw(&conn, &bytes).await {
+        Ok(Some(Response::Failed { message, .. })) => assert!(message.contains("truncated"), "{message}"),
+        other => panic!("short model: {other:?}"),
+    }
+    // Still serving, on the same connection and on a new one.
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&good).await.unwrap();
+    send.finish().unwrap();
+    let st: WorkerStatus = read_msg(&mut recv, MAX_CONTROL).await.unwrap().unwrap();
+    assert_eq!(st.namespace, mesh.ns);
+    assert_eq!(st.busy, 0);
+    let out = mesh.run(&["--json", "--worker", &addr, examples().join("knapsack.lp").to_str().unwrap()]);
+    assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
+    assert!(mesh.workers[0].child.try_wait().unwrap().is_none());
+}
