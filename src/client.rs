@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), meshsolve::client::ClientError> {
 //! use meshsolve::client::{ClientConfig, JobOptions, Mesh};
-//! let mesh = Mesh::connect(ClientConfig::from_env()).await?;
+//! let mesh = std::sync::Arc::new(Mesh::connect(ClientConfig::from_env()).await?);
 //! mesh.wait_for_workers(None, std::time::Duration::from_secs(3)).await?;
 //! let result = mesh.solve_file("farmer.lp".as_ref(), &JobOptions::default()).await?;
 //! println!("{:?} {:?}", result.solution.status, result.solution.objective);
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::certs::{self, NamespaceCa, CLIENT_NAME};
 use crate::discovery::mdns::Mdns;
@@ -67,8 +67,6 @@ pub struct JobOptions {
     pub solve: SolveOptions,
     /// Force the model format instead of guessing from the file name.
     pub format: Option<Format>,
-    /// Attempts on different workers before giving up on crashes and lost workers.
-    pub max_attempts: Option<u32>,
     /// Skip the local syntax check (the caller already read the model).
     pub prechecked: bool,
 }
@@ -111,22 +109,9 @@ pub enum ClientError {
     /// A worker could not be reached or refused us.
     #[error("{0}")]
     Connect(String),
-    /// The worker refused the job (bad model or option); retrying elsewhere will not help.
-    #[error("worker {worker} rejected the job: {message}")]
-    Rejected {
-        /// Worker instance.
-        worker: String,
-        /// Why.
-        message: String,
-    },
-    /// Every attempt failed (crashes, lost workers).
-    #[error("job failed after {attempts} attempt(s): {last}")]
-    Exhausted {
-        /// Attempts made.
-        attempts: u32,
-        /// Last failure.
-        last: String,
-    },
+    /// The job itself failed (rejected, crashed everywhere, cancelled, no worker).
+    #[error(transparent)]
+    Job(#[from] crate::dispatch::JobError),
     /// Local set-up failed (certificates, sockets).
     #[error(transparent)]
     Setup(#[from] anyhow::Error),
@@ -155,8 +140,6 @@ pub struct Mesh {
     foreign: Arc<Mutex<u32>>,
     changed: watch::Receiver<u64>,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
-    /// Jobs this client has sent to each worker and not yet seen finish.
-    inflight: Mutex<HashMap<String, u32>>,
     mdns: Option<Arc<Mdns>>,
 }
 
@@ -191,7 +174,6 @@ impl Mesh {
             foreign,
             changed,
             conns: Mutex::new(HashMap::new()),
-            inflight: Mutex::new(HashMap::new()),
             mdns,
         })
     }
@@ -368,109 +350,53 @@ impl Mesh {
             .map_err(|e| ClientError::Connect(format!("shutdown request to {addr} failed: {e}")))
     }
 
-    /// Picks the worker with the most free slots for `solver`, asking each for its state.
-    async fn pick(&self, solver: Option<&str>, exclude: &[String]) -> Option<WorkerAd> {
-        let candidates: Vec<WorkerAd> = self
-            .workers()
-            .into_iter()
-            .filter(|w| w.has_solver(solver) && !exclude.contains(&w.instance))
-            .collect();
-        let mut best: Option<(f64, WorkerAd)> = None;
-        let statuses = futures_join_all(candidates.iter().map(|w| self.status(w))).await;
-        for (w, st) in candidates.into_iter().zip(statuses) {
-            let Ok(st) = st else { continue };
-            if st.draining {
-                continue;
-            }
-            // Our own jobs may not have reached the worker yet: count them too.
-            let mine = self.inflight.lock().ok().and_then(|m| m.get(&w.instance).copied()).unwrap_or(0);
-            let load = st.busy.max(mine) as f64 / st.slots.max(1) as f64;
-            if best.as_ref().is_none_or(|(l, _)| load < *l) {
-                best = Some((load, w));
-            }
-        }
-        let chosen = best.map(|b| b.1)?;
-        // Count the job at once, so concurrent picks see it.
-        if let Ok(mut m) = self.inflight.lock() {
-            *m.entry(chosen.instance.clone()).or_default() += 1;
-        }
-        Some(chosen)
+    /// Validates `path` locally, then solves it on a free worker, retrying on
+    /// another worker if one dies or its solver crashes.
+    pub async fn solve_file(
+        self: &Arc<Self>,
+        path: &Path,
+        opts: &JobOptions,
+    ) -> Result<JobResult, ClientError> {
+        let queue = self.queue(crate::dispatch::QueueOptions::default());
+        let handle = queue.submit(path, opts).await?;
+        let out = handle.wait().await;
+        queue.close().await;
+        out.map_err(ClientError::from)
     }
 
-    /// Validates `path` locally, then solves it on the least busy suitable worker,
-    /// retrying on another worker if one dies or crashes.
-    pub async fn solve_file(&self, path: &Path, opts: &JobOptions) -> Result<JobResult, ClientError> {
+    /// Builds the request header for a model file (format from the options or the name).
+    pub(crate) fn header(path: &Path, opts: &JobOptions) -> Result<SolveRequest, ClientError> {
         let (format, gzip) = match (opts.format, Format::from_path(path)) {
             (Some(f), g) => (f, g.map(|g| g.1).unwrap_or(false)),
             (None, Some(g)) => g,
             (None, None) => return Err(ModelError::UnknownFormat { path: path.to_path_buf() }.into()),
         };
-        if !opts.prechecked {
-            check_model(path, Some(format)).await?;
-        }
         let size = std::fs::metadata(path)
             .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?
             .len();
-        let header = SolveRequest {
+        Ok(SolveRequest {
             name: model::model_stem(path),
             format,
             gzip,
             size,
             solver: opts.solver.clone(),
             options: opts.solve.clone(),
-        };
-        let max = opts.max_attempts.unwrap_or(3).max(1);
-        let mut tried: Vec<String> = Vec::new();
-        let mut last = String::new();
-        for attempt in 1..=max {
-            let picked = match self.pick(opts.solver.as_deref(), &tried).await {
-                Some(ad) => Some(ad),
-                // Every worker was tried once: allow repeats rather than give up early.
-                None => self.pick(opts.solver.as_deref(), &[]).await,
-            };
-            let Some(ad) = picked else {
-                return Err(ClientError::Exhausted {
-                    attempts: attempt - 1,
-                    last: if last.is_empty() { "no worker available".into() } else { last },
-                });
-            };
-            tried.push(ad.instance.clone());
-            let started = Instant::now();
-            let outcome = self.send_job(&ad, path, &header).await;
-            if let Ok(mut m) = self.inflight.lock() {
-                if let Some(n) = m.get_mut(&ad.instance) {
-                    *n = n.saturating_sub(1);
-                }
-            }
-            match outcome {
-                Ok((solution, addr)) => {
-                    return Ok(JobResult {
-                        solution,
-                        worker: ad.instance.clone(),
-                        addr,
-                        wall_seconds: started.elapsed().as_secs_f64(),
-                        attempts: attempt,
-                    })
-                }
-                Err(JobFailure::Rejected(message)) => {
-                    return Err(ClientError::Rejected { worker: ad.instance, message })
-                }
-                Err(JobFailure::Retry(m)) => {
-                    info!(worker = %ad.instance, attempt, "job failed, will retry elsewhere: {m}");
-                    last = format!("{}: {m}", ad.instance);
-                }
-            }
-        }
-        Err(ClientError::Exhausted { attempts: max, last })
+        })
     }
 
-    async fn send_job(
+    /// A receiver that changes whenever the set of visible workers changes.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.clone()
+    }
+
+    /// Sends one job to one worker and waits for its answer.
+    pub(crate) async fn send_job(
         &self,
         ad: &WorkerAd,
         path: &Path,
         header: &SolveRequest,
     ) -> Result<(Solution, SocketAddr), JobFailure> {
-        let (conn, addr) = self.connection(ad).await.map_err(|e| JobFailure::Retry(e.to_string()))?;
+        let (conn, addr) = self.connection(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
         let retry = |e: &dyn std::fmt::Display| JobFailure::Retry(format!("{e}"));
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| retry(&e))?;
         write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| retry(&e))?;
@@ -486,13 +412,18 @@ impl Mesh {
                 Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
                     return Err(JobFailure::Rejected(message))
                 }
+                Ok(Some(Response::Failed { kind: FailKind::Unavailable, message })) => {
+                    return Err(JobFailure::Unavailable(message))
+                }
                 Ok(Some(Response::Failed { message, .. })) => return Err(JobFailure::Retry(message)),
                 Ok(None) => {
                     return Err(JobFailure::Retry("worker closed the stream without an answer".into()))
                 }
                 Err(e) => {
-                    let why = conn.close_reason().map(|r| r.to_string()).unwrap_or_else(|| e.to_string());
-                    return Err(JobFailure::Retry(format!("lost worker {addr}: {why}")));
+                    return Err(match conn.close_reason() {
+                        Some(why) => JobFailure::Lost(format!("lost worker {addr}: {why}")),
+                        None => JobFailure::Retry(format!("stream to {addr} failed: {e}")),
+                    });
                 }
             }
         }
@@ -517,45 +448,17 @@ pub async fn check_model(path: &Path, format: Option<Format>) -> Result<(), Clie
     Ok(())
 }
 
-enum JobFailure {
+/// How a single run of a job failed.
+#[derive(Debug)]
+pub(crate) enum JobFailure {
+    /// The worker refused the model or options: do not retry.
     Rejected(String),
+    /// The solver crashed or the stream failed: retry elsewhere.
     Retry(String),
-}
-
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let futs: Vec<F> = futs.collect();
-    let mut out = Vec::with_capacity(futs.len());
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    // Poll all concurrently.
-    let results = futures_util_join(set).await;
-    out.extend(results);
-    out
-}
-
-async fn futures_util_join<F: std::future::Future + Unpin>(mut futs: Vec<F>) -> Vec<F::Output> {
-    use std::task::Poll;
-    let mut results: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in futs.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match std::pin::Pin::new(&mut *f).poll(cx) {
-                    Poll::Ready(v) => results[i] = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    results.into_iter().map(|r| r.expect("every future completed")).collect()
+    /// The worker is unreachable or died: retry elsewhere and stop using it.
+    Lost(String),
+    /// The worker is draining: retry elsewhere, give it no more jobs.
+    Unavailable(String),
 }
 
 async fn track(

@@ -119,7 +119,10 @@ impl Scheduler {
     /// Adds or updates a worker. Its running count is kept.
     pub fn worker_up(&mut self, name: &str, cap: Capacity) {
         match self.workers.get_mut(name) {
-            Some(w) => w.cap = cap,
+            Some(w) => {
+                w.cap = cap;
+                w.draining = false;
+            }
             None => {
                 self.workers.insert(
                     name.to_string(),

@@ -23,8 +23,8 @@ use crate::protocol::{
     read_msg, write_msg, FailKind, FrameError, Request, Response, ShutdownAck, SolveRequest, SolverInfo,
     WorkerStatus, MAX_CONTROL,
 };
-use crate::solver::process::{self, ChildRequest, RunError};
 use crate::solver;
+use crate::solver::process::{self, ChildRequest, RunError};
 
 /// Largest model a worker accepts by default.
 pub const DEFAULT_MAX_MODEL: u64 = 4 << 30;

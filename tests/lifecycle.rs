@@ -102,14 +102,15 @@ fn a_killed_worker_takes_its_solver_with_it() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The client notices the lost worker within the QUIC idle timeout.
+    // The client notices the lost worker within the QUIC idle timeout, waits a
+    // bounded time (10 s) for another worker, then fails.
     let t = Instant::now();
     loop {
         if let Some(st) = client.try_wait().unwrap() {
             assert_eq!(st.code(), Some(1));
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(15), "client hangs after its worker died");
+        assert!(t.elapsed() < Duration::from_secs(30), "client hangs after its worker died");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -10,9 +10,16 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use meshsolve::certs::{self, NamespaceCa};
 use meshsolve::cli;
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
 use meshsolve::client::{ClientConfig, JobOptions, JobResult, Mesh};
+use meshsolve::dispatch::{wait_any, Event, JobError, QueueOptions};
 use meshsolve::model::{self, Format};
-use meshsolve::solver::{self, Solution, SolveOptions, Status};
+use meshsolve::results::{expand_inputs, Record, ResultDir};
+use meshsolve::solver::{self, SolveOptions, Status};
+use tokio_util::sync::CancellationToken;
 
 const EXIT_HELP: &str = "\
 Exit codes:
@@ -79,7 +86,8 @@ struct MeshArgs {
 
 #[derive(Args, Debug, Clone)]
 struct SolveArgs {
-    /// Model files (.lp, .mps, .mps.gz, ...).
+    /// Model files, directories (searched recursively) or patterns like 'runs/*.lp'
+    /// (.lp, .mps, optionally .gz).
     models: Vec<PathBuf>,
     /// Solver to use [default: the best each worker has]. `meshsolve workers` shows them.
     #[arg(long)]
@@ -108,6 +116,22 @@ struct SolveArgs {
     /// Solve here in this process instead of on the mesh (for comparison or offline use).
     #[arg(long)]
     local: bool,
+    /// Write each model's result to DIR/<name>.json as it finishes, plus summary.csv and
+    /// summary.json; re-running skips models already solved there (resume).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// With --out: solve again models whose result is already in DIR.
+    #[arg(long)]
+    force: bool,
+    /// Runs per model before it is marked failed (lost workers, solver crashes).
+    #[arg(long, default_value_t = 3)]
+    attempts: u32,
+    /// Stop the whole batch after this long (e.g. 2h); unfinished models are marked failed.
+    #[arg(long, value_parser = cli::parse_duration)]
+    deadline: Option<Duration>,
+    /// No progress output on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -212,10 +236,11 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
     if a.models.is_empty() {
         bail!("no model given.\n  usage: meshsolve MODEL.lp [MORE...]   (see `meshsolve --help`; `meshsolve demo` runs a complete example)");
     }
-    for p in &a.models {
-        if !p.exists() {
-            bail!("{}: no such file", p.display());
-        }
+    let models = expand_inputs(&a.models)?;
+    if a.output.is_some() && models.len() > 1 {
+        bail!(
+            "--output takes one model; for several, use --out DIR (one result file per model plus a summary)"
+        );
     }
     let opts = JobOptions {
         solver: a.solver.clone(),
@@ -228,88 +253,345 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
             FormatArg::Lp => Format::Lp,
             FormatArg::Mps => Format::Mps,
         }),
-        max_attempts: None,
         prechecked: true,
     };
     if a.local {
-        return solve_local(a, &opts);
+        return solve_local(a, &models, &opts);
     }
     // Check every model here, before looking for workers: a typo is reported at once.
-    for p in &a.models {
+    for p in &models {
         meshsolve::client::check_model(p, opts.format).await?;
     }
-    let mesh = Arc::new(Mesh::connect(client_config(m)?).await?);
-    let found = mesh.wait_for_workers(a.solver.as_deref(), m.wait).await?;
-    tracing::info!(workers = found.len(), "workers found");
-    let mut set = tokio::task::JoinSet::new();
-    for (i, p) in a.models.iter().enumerate() {
-        let mesh = mesh.clone();
-        let p = p.clone();
-        let opts = opts.clone();
-        set.spawn(async move { (i, mesh.solve_file(&p, &opts).await) });
+    let store = a.out.as_ref().map(|d| ResultDir::open(d, &models)).transpose()?;
+    let mut records: Vec<Option<Record>> = vec![None; models.len()];
+    let mut todo = Vec::new();
+    for (i, p) in models.iter().enumerate() {
+        match store.as_ref().filter(|_| !a.force).and_then(|s| s.existing(p)) {
+            Some(r) => records[i] = Some(r),
+            None => todo.push(i),
+        }
     }
-    let mut results: Vec<Option<Result<JobResult, meshsolve::client::ClientError>>> =
-        a.models.iter().map(|_| None).collect();
-    while let Some(r) = set.join_next().await {
-        let (i, r) = r.context("a job task panicked")?;
-        results[i] = Some(r);
+    let skipped = models.len() - todo.len();
+    if skipped > 0 {
+        eprintln!(
+            "meshsolve: {skipped} of {} model(s) already solved in {} (--force re-solves them)",
+            models.len(),
+            a.out.as_ref().map(|d| d.display().to_string()).unwrap_or_default()
+        );
     }
+    let mut interrupted = false;
+    if !todo.is_empty() {
+        let mesh = Arc::new(Mesh::connect(client_config(m)?).await?);
+        let found = mesh.wait_for_workers(a.solver.as_deref(), m.wait).await?;
+        tracing::info!(workers = found.len(), "workers found");
+        let (queue, mut events) = mesh.queue_with_events(QueueOptions {
+            max_attempts: a.attempts.max(1),
+            patience: m.wait.max(Duration::from_secs(10)),
+        });
+        let mut handles = Vec::new();
+        let mut model_of = HashMap::new();
+        for &i in &todo {
+            let h = queue.submit(&models[i], &opts).await?;
+            model_of.insert(h.id, i);
+            handles.push(h);
+        }
+        let names: HashMap<usize, String> =
+            model_of.iter().map(|(j, i)| (*j, models[*i].display().to_string())).collect();
+        let mut progress = Progress::new(todo.len(), names, a.quiet);
+        let stop = CancellationToken::new();
+        cli::on_signals(stop.clone(), "meshsolve");
+        let deadline = async {
+            match a.deadline {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut deadline_hit = false;
+        while !handles.is_empty() {
+            tokio::select! {
+                Some(ev) = events.recv() => progress.event(&ev),
+                _ = stop.cancelled(), if !interrupted => {
+                    interrupted = true;
+                    progress.note("interrupted: cancelling running solves (Ctrl-C again to exit at once)");
+                    queue.cancel_all("interrupted");
+                }
+                _ = &mut deadline, if !deadline_hit => {
+                    deadline_hit = true;
+                    progress.note("batch deadline reached: cancelling the rest");
+                    queue.cancel_all("batch deadline reached");
+                }
+                Some((job, outcome)) = wait_any(&mut handles) => {
+                    let i = model_of[&job];
+                    let rec = record_of(&models[i], &outcome);
+                    if let (Some(store), Ok(_)) = (&store, &outcome) {
+                        store.write(&models[i], &rec)?;
+                    }
+                    records[i] = Some(rec);
+                }
+            }
+        }
+        while let Ok(ev) = events.try_recv() {
+            progress.event(&ev);
+        }
+        progress.finish();
+        queue.close().await;
+        if let Ok(mesh) = Arc::try_unwrap(mesh) {
+            mesh.close().await;
+        }
+    }
+    let records: Vec<Record> = records.into_iter().map(|r| r.expect("every model has a record")).collect();
+    if let Some(store) = &store {
+        store.write_summary(&records)?;
+    }
+    report(a, &models, &records)?;
     let mut code = 0u8;
-    let mut json_out = Vec::new();
-    for (p, r) in a.models.iter().zip(results) {
-        match r.expect("every job reported") {
-            Ok(res) => {
-                code = code.max(exit_code(res.solution.status));
-                let v = result_json(p, &res.solution, Some(&res));
-                if let Some(out) = &a.output {
-                    write_output(out, &res.solution, &v)?;
-                }
-                if a.json {
-                    json_out.push(v);
-                } else {
-                    print_solution(p, &res.solution, Some(&res), a.zeros);
-                }
-            }
-            Err(e) => {
-                code = code.max(1);
-                eprintln!("meshsolve: error: {e}");
-            }
+    for r in &records {
+        code = code.max(match r.status.as_str() {
+            "optimal" | "feasible" => 0,
+            "infeasible" => 3,
+            "unbounded" => 4,
+            "time_limit" => 5,
+            _ => 1,
+        });
+    }
+    Ok(if interrupted { 130 } else { code })
+}
+
+fn record_of(path: &Path, outcome: &Result<JobResult, JobError>) -> Record {
+    match outcome {
+        Ok(r) => Record {
+            model: path.to_string_lossy().into_owned(),
+            status: r.solution.status.as_str().into(),
+            objective: r.solution.objective,
+            solver: r.solution.solver.clone(),
+            worker: r.worker.clone(),
+            address: Some(r.addr.to_string()),
+            solve_seconds: r.solution.solve_seconds,
+            wall_seconds: r.wall_seconds,
+            attempts: r.attempts,
+            error: None,
+            values: r.solution.values.clone(),
+        },
+        Err(e) => Record {
+            model: path.to_string_lossy().into_owned(),
+            status: "failed".into(),
+            objective: None,
+            solver: String::new(),
+            worker: String::new(),
+            address: None,
+            solve_seconds: 0.0,
+            wall_seconds: 0.0,
+            attempts: 0,
+            error: Some(e.to_string()),
+            values: Vec::new(),
+        },
+    }
+}
+
+fn record_json(r: &Record) -> serde_json::Value {
+    let values: serde_json::Map<String, serde_json::Value> =
+        r.values.iter().map(|(n, v)| (n.clone(), serde_json::json!(v))).collect();
+    serde_json::json!({
+        "model": r.model,
+        "status": r.status,
+        "objective": r.objective,
+        "solver": r.solver,
+        "worker": r.worker,
+        "address": r.address,
+        "solve_seconds": r.solve_seconds,
+        "wall_seconds": r.wall_seconds,
+        "attempts": r.attempts,
+        "error": r.error,
+        "values": values,
+    })
+}
+
+fn report(a: &SolveArgs, models: &[PathBuf], records: &[Record]) -> anyhow::Result<()> {
+    if let Some(out) = &a.output {
+        if let Some(r) = records.first() {
+            write_output(out, r, &record_json(r))?;
         }
     }
     if a.json {
-        print_json(json_out)?;
+        return print_json(records.iter().map(record_json).collect());
     }
-    if let Ok(mesh) = Arc::try_unwrap(mesh) {
-        mesh.close().await;
+    if records.len() == 1 {
+        print_record(&models[0], &records[0], a.zeros);
+        return Ok(());
     }
-    Ok(code)
+    let mut out = std::io::stdout().lock();
+    for r in records {
+        let _ = match &r.error {
+            Some(e) => writeln!(out, "{}: failed: {e}", r.model),
+            None => writeln!(
+                out,
+                "{}: {}{} on {} ({:.3} s{})",
+                r.model,
+                r.status,
+                r.objective.map(|o| format!(" {o}")).unwrap_or_default(),
+                r.worker,
+                r.solve_seconds,
+                if r.attempts > 1 { format!(", {} attempts", r.attempts) } else { String::new() }
+            ),
+        };
+    }
+    let failed = records.iter().filter(|r| r.error.is_some()).count();
+    let _ = writeln!(out, "{} model(s): {} solved, {} failed", records.len(), records.len() - failed, failed);
+    Ok(())
 }
 
-fn solve_local(a: &SolveArgs, opts: &JobOptions) -> anyhow::Result<u8> {
+/// Live progress: a bar on a terminal, one line per event otherwise (on stderr).
+struct Progress {
+    bar: Option<ProgressBar>,
+    names: HashMap<usize, String>,
+    total: usize,
+    done: usize,
+    failed: usize,
+    running: BTreeMap<String, u32>,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(total: usize, names: HashMap<usize, String>, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Progress { bar, names, total, done: 0, failed: 0, running: BTreeMap::new(), quiet }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bar {
+            Some(b) => b.println(text),
+            None if !self.quiet => eprintln!("{text}"),
+            None => {}
+        }
+    }
+
+    fn note(&self, text: &str) {
+        self.line(format!("meshsolve: {text}"));
+    }
+
+    fn name(&self, job: usize) -> &str {
+        self.names.get(&job).map(String::as_str).unwrap_or("?")
+    }
+
+    fn event(&mut self, ev: &Event) {
+        let dec = |m: &mut BTreeMap<String, u32>, w: &str| {
+            if let Some(n) = m.get_mut(w) {
+                *n = n.saturating_sub(1);
+            }
+        };
+        match ev {
+            Event::Started { job, worker, attempt } => {
+                *self.running.entry(worker.clone()).or_default() += 1;
+                if self.bar.is_none() && *attempt > 1 {
+                    self.line(format!("retry   {} on {worker} (attempt {attempt})", self.name(*job)));
+                }
+            }
+            Event::Retrying { job, worker, reason } => {
+                dec(&mut self.running, worker);
+                self.line(format!("retry   {}: failed on {worker}: {reason}", self.name(*job)));
+            }
+            Event::Finished { job, result } => {
+                dec(&mut self.running, &result.worker);
+                self.done += 1;
+                if self.bar.is_none() {
+                    self.line(format!(
+                        "[{}/{}] {}: {}{} on {}",
+                        self.done + self.failed,
+                        self.total,
+                        self.name(*job),
+                        result.solution.status,
+                        result.solution.objective.map(|o| format!(" {o}")).unwrap_or_default(),
+                        result.worker
+                    ));
+                }
+            }
+            Event::Failed { job, error } => {
+                self.failed += 1;
+                self.line(format!(
+                    "[{}/{}] {}: failed: {error}",
+                    self.done + self.failed,
+                    self.total,
+                    self.name(*job)
+                ));
+            }
+            Event::WorkerUp(w) => self.line(format!("worker  {w} joined")),
+            Event::WorkerGone { worker, lost } => {
+                if *lost {
+                    self.running.remove(worker);
+                }
+                self.line(format!(
+                    "worker  {worker} {}",
+                    if *lost { "lost; its jobs go elsewhere" } else { "left" }
+                ))
+            }
+        }
+        if let Some(b) = &self.bar {
+            b.set_position((self.done + self.failed) as u64);
+            let running: u32 = self.running.values().sum();
+            let queued = self.total.saturating_sub(self.done + self.failed + running as usize);
+            let per: Vec<String> =
+                self.running.iter().filter(|(_, n)| **n > 0).map(|(w, n)| format!("{w}:{n}")).collect();
+            b.set_message(format!(
+                "done {} running {running} queued {queued} failed {} [{}]",
+                self.done,
+                self.failed,
+                per.join(" ")
+            ));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn solve_local(a: &SolveArgs, models: &[PathBuf], opts: &JobOptions) -> anyhow::Result<u8> {
     let s = match &a.solver {
         Some(n) => solver::by_name(n)?,
         None => solver::default_solver(),
     };
-    let mut code = 0;
-    let mut json_out = Vec::new();
-    for p in &a.models {
+    let mut records = Vec::new();
+    for p in models {
+        let t = Instant::now();
         let model = model::read_file(p, opts.format)?;
         let sol = s.solve(&model, &opts.solve)?;
-        code = code.max(exit_code(sol.status));
-        let v = result_json(p, &sol, None);
-        if let Some(out) = &a.output {
-            write_output(out, &sol, &v)?;
-        }
-        if a.json {
-            json_out.push(v);
-        } else {
-            print_solution(p, &sol, None, a.zeros);
-        }
+        records.push(Record {
+            model: p.to_string_lossy().into_owned(),
+            status: sol.status.as_str().into(),
+            objective: sol.objective,
+            solver: sol.solver,
+            worker: "local".into(),
+            address: None,
+            solve_seconds: sol.solve_seconds,
+            wall_seconds: t.elapsed().as_secs_f64(),
+            attempts: 1,
+            error: None,
+            values: sol.values,
+        });
     }
-    if a.json {
-        print_json(json_out)?;
-    }
-    Ok(code)
+    report(a, models, &records)?;
+    Ok(records
+        .iter()
+        .map(|r| match r.status.as_str() {
+            "infeasible" => 3,
+            "unbounded" => 4,
+            "time_limit" => 5,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0))
 }
 
 fn print_json(mut v: Vec<serde_json::Value>) -> anyhow::Result<()> {
@@ -318,50 +600,33 @@ fn print_json(mut v: Vec<serde_json::Value>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn result_json(path: &Path, sol: &Solution, res: Option<&JobResult>) -> serde_json::Value {
-    let values: serde_json::Map<String, serde_json::Value> =
-        sol.values.iter().map(|(n, v)| (n.clone(), serde_json::json!(v))).collect();
-    serde_json::json!({
-        "model": path.display().to_string(),
-        "status": sol.status.as_str(),
-        "objective": sol.objective,
-        "solver": sol.solver,
-        "solve_seconds": sol.solve_seconds,
-        "worker": res.map(|r| r.worker.clone()).unwrap_or_else(|| "local".into()),
-        "address": res.map(|r| r.addr.to_string()),
-        "wall_seconds": res.map(|r| r.wall_seconds),
-        "attempts": res.map(|r| r.attempts).unwrap_or(1),
-        "values": values,
-    })
-}
-
-fn print_solution(path: &Path, sol: &Solution, res: Option<&JobResult>, zeros: bool) {
+fn print_record(path: &Path, r: &Record, zeros: bool) {
     let mut out = std::io::stdout().lock();
-    let where_ = match res {
-        Some(r) => format!("worker {} ({})", r.worker, r.addr),
-        None => "this process".into(),
-    };
-    let _ = writeln!(out, "{}: {}", path.display(), sol.status);
-    if let Some(obj) = sol.objective {
-        let _ = writeln!(out, "  objective   {obj}");
-    }
-    let _ = writeln!(out, "  solved by   {where_}, {}", sol.solver);
-    let _ = writeln!(out, "  solve time  {:.3} s", sol.solve_seconds);
-    if let Some(r) = res {
-        if r.attempts > 1 {
-            let _ = writeln!(out, "  attempts    {}", r.attempts);
-        }
-    }
-    if sol.values.is_empty() {
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "{}: failed: {e}", path.display());
         return;
     }
-    let shown: Vec<&(String, f64)> = sol.values.iter().filter(|(_, v)| zeros || v.abs() > 1e-9).collect();
+    let _ = writeln!(out, "{}: {}", path.display(), r.status);
+    if let Some(obj) = r.objective {
+        let _ = writeln!(out, "  objective   {obj}");
+    }
+    let where_ =
+        if r.worker == "local" { "this process".to_string() } else { format!("worker {}", r.worker) };
+    let _ = writeln!(out, "  solved by   {where_}, {}", r.solver);
+    let _ = writeln!(out, "  solve time  {:.3} s (wall {:.3} s)", r.solve_seconds, r.wall_seconds);
+    if r.attempts > 1 {
+        let _ = writeln!(out, "  attempts    {}", r.attempts);
+    }
+    if r.values.is_empty() {
+        return;
+    }
+    let shown: Vec<&(String, f64)> = r.values.iter().filter(|(_, v)| zeros || v.abs() > 1e-9).collect();
     let width = shown.iter().map(|(n, _)| n.len()).max().unwrap_or(8).max(8);
     let _ = writeln!(out, "  {:<width$}  value", "variable");
     for (n, v) in &shown {
         let _ = writeln!(out, "  {n:<width$}  {}", fmt_value(*v));
     }
-    let hidden = sol.values.len() - shown.len();
+    let hidden = r.values.len() - shown.len();
     if hidden > 0 {
         let _ = writeln!(out, "  ({hidden} variables at zero not shown; --zeros lists them)");
     }
@@ -376,16 +641,17 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-fn write_output(out: &Path, sol: &Solution, json: &serde_json::Value) -> anyhow::Result<()> {
+fn write_output(out: &Path, r: &Record, json: &serde_json::Value) -> anyhow::Result<()> {
     let text = if out.extension().is_some_and(|e| e == "json") {
         serde_json::to_string_pretty(json)?
     } else {
         let mut s = format!(
-            "# status {}\n# objective {}\n",
-            sol.status,
-            sol.objective.map(|o| o.to_string()).unwrap_or_else(|| "none".into())
+            "# model {}\n# status {}\n# objective {}\n",
+            r.model,
+            r.status,
+            r.objective.map(|o| o.to_string()).unwrap_or_else(|| "none".into())
         );
-        for (n, v) in &sol.values {
+        for (n, v) in &r.values {
             s.push_str(&format!("{n} {v}\n"));
         }
         s
@@ -553,7 +819,7 @@ async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
     let result = async {
         // Both workers create the CA at once; give them a moment so the client loads the same one.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mesh = Mesh::connect(cfg).await?;
+        let mesh = Arc::new(Mesh::connect(cfg).await?);
         let found = mesh.wait_for_workers(None, Duration::from_secs(10)).await?;
         println!(
             "demo: found {} worker(s) in {:.2}s: {}",
@@ -561,15 +827,19 @@ async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
             t0.elapsed().as_secs_f64(),
             found.iter().map(|w| w.instance.as_str()).collect::<Vec<_>>().join(", ")
         );
-        let res = mesh.solve_file(&model, &JobOptions::default()).await?;
-        print_solution(&model, &res.solution, Some(&res), false);
+        let res = mesh.solve_file(&model, &JobOptions::default()).await;
+        let rec = record_of(&model, &res.as_ref().map_err(|e| JobError::Failed(e.to_string())).cloned());
+        let res = res?;
+        print_record(&model, &rec, false);
         println!(
             "demo: expected objective -108390 (profit 108,390: wheat 170, corn 80, sugar beets 250 acres)"
         );
         for w in &found {
             let _ = mesh.shutdown_worker(w).await;
         }
-        mesh.close().await;
+        if let Ok(mesh) = Arc::try_unwrap(mesh) {
+            mesh.close().await;
+        }
         Ok::<_, anyhow::Error>(exit_code(res.solution.status))
     }
     .await;

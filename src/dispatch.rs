@@ -1,0 +1,544 @@
+//! Dispatch: an actor that owns a [`Scheduler`], follows the workers of the
+//! mesh as they come and go, runs jobs on them over QUIC, and retries jobs
+//! whose worker died or whose solver crashed.
+//!
+//! The API mirrors what Pyomo's solver-manager queue offered, typed and async:
+//! [`Queue::submit`] returns a [`JobHandle`]; [`JobHandle::wait`],
+//! [`wait_any`], [`wait_all`] and [`as_completed`] collect results;
+//! [`JobHandle::cancel`] and [`Queue::cancel_all`] stop jobs (their solver
+//! processes on the workers are killed).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::client::{check_model, ClientError, JobFailure, JobOptions, JobResult, Mesh};
+use crate::discovery::WorkerAd;
+use crate::protocol::SolveRequest;
+use crate::schedule::{Assignment, Capacity, JobId, JobState, Outcome, Scheduler};
+use crate::solver::Solution;
+
+/// Why a job produced no solution.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JobError {
+    /// A worker refused the model or options; retrying will not help.
+    #[error("worker {worker} rejected the job: {message}")]
+    Rejected {
+        /// Worker instance.
+        worker: String,
+        /// Why.
+        message: String,
+    },
+    /// Every attempt failed (crashes, lost workers).
+    #[error("{0}")]
+    Failed(String),
+    /// Cancelled by the caller, Ctrl-C or the batch deadline.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+    /// No worker able to run the job appeared in time.
+    #[error("{0}")]
+    NoWorker(String),
+}
+
+/// What a job's handle resolves to.
+pub type JobOutcome = Result<JobResult, JobError>;
+
+/// Progress events, for progress bars and logs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A job was sent to a worker.
+    Started {
+        /// Job.
+        job: JobId,
+        /// Worker instance.
+        worker: String,
+        /// Attempt number (1 for the first).
+        attempt: u32,
+    },
+    /// A run failed and the job went back to the queue.
+    Retrying {
+        /// Job.
+        job: JobId,
+        /// Worker it failed on.
+        worker: String,
+        /// Why.
+        reason: String,
+    },
+    /// A job finished with an answer.
+    Finished {
+        /// Job.
+        job: JobId,
+        /// The answer and where it came from.
+        result: JobResult,
+    },
+    /// A job failed for good.
+    Failed {
+        /// Job.
+        job: JobId,
+        /// Why.
+        error: JobError,
+    },
+    /// A worker joined.
+    WorkerUp(String),
+    /// A worker left: goodbye (draining) or lost (died, unreachable).
+    WorkerGone {
+        /// Worker instance.
+        worker: String,
+        /// Whether it was lost rather than stopped gracefully.
+        lost: bool,
+    },
+}
+
+/// Queue settings.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// Runs per job before it is marked failed.
+    pub max_attempts: u32,
+    /// How long a job may wait with no worker able to run it.
+    pub patience: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions { max_attempts: 4, patience: Duration::from_secs(30) }
+    }
+}
+
+enum Cmd {
+    Submit {
+        path: PathBuf,
+        header: SolveRequest,
+        reply: oneshot::Sender<JobOutcome>,
+        id: oneshot::Sender<JobId>,
+    },
+    Cancel(JobId),
+    CancelAll(String),
+    Alive(String),
+    Close(oneshot::Sender<()>),
+}
+
+/// A job queue over the mesh.
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+/// A submitted job.
+pub struct JobHandle {
+    /// Its index in the queue, in submission order.
+    pub id: JobId,
+    rx: oneshot::Receiver<JobOutcome>,
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl JobHandle {
+    /// Waits for the job's outcome.
+    pub async fn wait(self) -> JobOutcome {
+        self.rx.await.unwrap_or_else(|_| Err(JobError::Cancelled("queue closed".into())))
+    }
+
+    /// Cancels the job; its remote solve is killed.
+    pub fn cancel(&self) {
+        let _ = self.tx.send(Cmd::Cancel(self.id));
+    }
+}
+
+/// Waits until one of `handles` finishes; removes it and returns its id and outcome.
+/// Returns `None` when `handles` is empty.
+pub async fn wait_any(handles: &mut Vec<JobHandle>) -> Option<(JobId, JobOutcome)> {
+    if handles.is_empty() {
+        return None;
+    }
+    let (i, out) = std::future::poll_fn(|cx| {
+        for (i, h) in handles.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut h.rx).poll(cx) {
+                return std::task::Poll::Ready((i, r));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+    let h = handles.swap_remove(i);
+    Some((h.id, out.unwrap_or_else(|_| Err(JobError::Cancelled("queue closed".into())))))
+}
+
+/// Waits for every job; outcomes in the order of `handles`.
+pub async fn wait_all(handles: Vec<JobHandle>) -> Vec<JobOutcome> {
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.wait().await);
+    }
+    out
+}
+
+/// Outcomes in the order the jobs finish.
+pub fn as_completed(handles: Vec<JobHandle>) -> mpsc::UnboundedReceiver<(JobId, JobOutcome)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for h in handles {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let id = h.id;
+            let _ = tx.send((id, h.wait().await));
+        });
+    }
+    rx
+}
+
+impl Mesh {
+    /// Starts a job queue on this mesh. Progress events go to the returned receiver
+    /// (drop it if unused).
+    pub fn queue_with_events(
+        self: &Arc<Self>,
+        opts: QueueOptions,
+    ) -> (Queue, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let actor = Actor {
+            mesh: self.clone(),
+            sched: Scheduler::new(opts.max_attempts),
+            jobs: Vec::new(),
+            tasks: JoinSet::new(),
+            events: ev_tx,
+            dead: HashMap::new(),
+            probing: HashSet::new(),
+            waiting_since: HashMap::new(),
+            opts,
+            self_tx: tx.clone(),
+            closing: None,
+        };
+        tokio::spawn(actor.run(rx));
+        (Queue { tx }, ev_rx)
+    }
+
+    /// Starts a job queue on this mesh.
+    pub fn queue(self: &Arc<Self>, opts: QueueOptions) -> Queue {
+        self.queue_with_events(opts).0
+    }
+}
+
+impl Queue {
+    /// Checks a model file locally (unless `opts.prechecked`) and queues it.
+    pub async fn submit(&self, path: &Path, opts: &JobOptions) -> Result<JobHandle, ClientError> {
+        if !opts.prechecked {
+            check_model(path, opts.format).await?;
+        }
+        let header = Mesh::header(path, opts)?;
+        let (reply, rx) = oneshot::channel();
+        let (id_tx, id_rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Submit { path: path.to_path_buf(), header, reply, id: id_tx })
+            .map_err(|_| ClientError::Setup(anyhow::anyhow!("queue closed")))?;
+        let id = id_rx.await.map_err(|_| ClientError::Setup(anyhow::anyhow!("queue closed")))?;
+        Ok(JobHandle { id, rx, tx: self.tx.clone() })
+    }
+
+    /// Cancels every job not yet finished; their remote solves are killed.
+    pub fn cancel_all(&self, reason: &str) {
+        let _ = self.tx.send(Cmd::CancelAll(reason.to_string()));
+    }
+
+    /// Stops the queue after cancelling what is left, and waits for its runs to end.
+    /// Their remote solves are told to stop before this returns (at most 2 s).
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Close(tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        }
+    }
+}
+
+struct JobData {
+    path: PathBuf,
+    header: SolveRequest,
+    reply: Option<oneshot::Sender<JobOutcome>>,
+    cancel: Option<CancellationToken>,
+    /// Increments with each run, so late reports of an abandoned run are ignored.
+    run: u64,
+    started: Instant,
+}
+
+enum RunEnd {
+    Solved(Solution, std::net::SocketAddr),
+    Failed(JobFailure),
+    Cancelled,
+}
+
+struct Actor {
+    mesh: Arc<Mesh>,
+    sched: Scheduler,
+    jobs: Vec<JobData>,
+    tasks: JoinSet<(JobId, u64, String, RunEnd)>,
+    events: mpsc::UnboundedSender<Event>,
+    /// Workers whose connection was lost, and since when; ignored until a probe answers.
+    dead: HashMap<String, Instant>,
+    probing: HashSet<String>,
+    /// Queued jobs that no worker can run, and since when.
+    waiting_since: HashMap<JobId, Instant>,
+    opts: QueueOptions,
+    self_tx: mpsc::UnboundedSender<Cmd>,
+    closing: Option<oneshot::Sender<()>>,
+}
+
+fn capacity(ad: &WorkerAd) -> Capacity {
+    Capacity { slots: ad.slots, solvers: ad.solvers.iter().map(|s| (s.name.clone(), s.slots)).collect() }
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        let mut changed = self.mesh.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut open = true;
+        self.sync();
+        loop {
+            tokio::select! {
+                cmd = rx.recv(), if open => match cmd {
+                    Some(c) => self.command(c),
+                    None => open = false,
+                },
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Ok((job, run, worker, end)) = done {
+                        self.finished(job, run, worker, end);
+                    }
+                }
+                r = changed.changed() => {
+                    if r.is_err() { changed = self.mesh.subscribe(); }
+                    self.sync();
+                }
+                _ = tick.tick() => {
+                    self.sync();
+                    self.check_waiting();
+                }
+            }
+            if self.closing.is_some() {
+                if self.tasks.is_empty() {
+                    if let Some(c) = self.closing.take() {
+                        let _ = c.send(());
+                    }
+                    break;
+                }
+                continue;
+            }
+            self.dispatch();
+            if !open && self.sched.finished() && self.tasks.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn command(&mut self, c: Cmd) {
+        match c {
+            Cmd::Submit { path, header, reply, id } => {
+                let job = self.sched.add_job(header.solver.clone());
+                self.jobs.push(JobData {
+                    path,
+                    header,
+                    reply: Some(reply),
+                    cancel: None,
+                    run: 0,
+                    started: Instant::now(),
+                });
+                let _ = id.send(job);
+            }
+            Cmd::Cancel(job) => {
+                if job < self.jobs.len() {
+                    self.sched.cancel(job);
+                    self.cancel_run(job, "cancelled by the caller");
+                }
+            }
+            Cmd::CancelAll(reason) => {
+                self.sched.cancel_all();
+                for job in 0..self.jobs.len() {
+                    self.cancel_run(job, &reason);
+                }
+            }
+            Cmd::Close(done) => {
+                self.sched.cancel_all();
+                for job in 0..self.jobs.len() {
+                    self.cancel_run(job, "queue closed");
+                }
+                self.closing = Some(done);
+            }
+            Cmd::Alive(worker) => {
+                self.probing.remove(&worker);
+                if self.dead.remove(&worker).is_some() {
+                    info!(%worker, "worker answers again");
+                }
+            }
+        }
+    }
+
+    fn cancel_run(&mut self, job: JobId, reason: &str) {
+        let d = &mut self.jobs[job];
+        if let Some(t) = d.cancel.take() {
+            t.cancel();
+        }
+        if let Some(r) = d.reply.take() {
+            let err = JobError::Cancelled(reason.to_string());
+            let _ = self.events.send(Event::Failed { job, error: err.clone() });
+            let _ = r.send(Err(err));
+        }
+    }
+
+    /// Brings the scheduler's worker set in line with discovery.
+    fn sync(&mut self) {
+        let visible: HashMap<String, WorkerAd> =
+            self.mesh.workers().into_iter().map(|w| (w.instance.clone(), w)).collect();
+        let known: HashSet<String> = self.sched.worker_names().into_iter().collect();
+        for (name, ad) in &visible {
+            if let Some(since) = self.dead.get(name) {
+                // A lost worker still advertised (mDNS records outlive a SIGKILL): probe it now and then.
+                if since.elapsed() > Duration::from_secs(5) && self.probing.insert(name.clone()) {
+                    let mesh = self.mesh.clone();
+                    let ad = ad.clone();
+                    let tx = self.self_tx.clone();
+                    tokio::spawn(async move {
+                        if mesh.status(&ad).await.is_ok() {
+                            let _ = tx.send(Cmd::Alive(ad.instance.clone()));
+                        } else {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            let _ = tx.send(Cmd::Alive(String::new()));
+                        }
+                    });
+                }
+                continue;
+            }
+            if !known.contains(name) {
+                debug!(worker = %name, "worker joins the queue");
+                let _ = self.events.send(Event::WorkerUp(name.clone()));
+            }
+            self.sched.worker_up(name, capacity(ad));
+        }
+        self.probing.retain(|p| !p.is_empty());
+        for name in known {
+            if !visible.contains_key(&name) && !self.dead.contains_key(&name) {
+                // Goodbye: no new jobs; running ones finish or come back as failures.
+                self.sched.worker_draining(&name);
+                let _ = self.events.send(Event::WorkerGone { worker: name, lost: false });
+            }
+        }
+    }
+
+    fn check_waiting(&mut self) {
+        let stuck: HashSet<JobId> = self.sched.unplaceable().into_iter().collect();
+        self.waiting_since.retain(|j, _| stuck.contains(j));
+        let now = Instant::now();
+        for j in stuck {
+            let since = *self.waiting_since.entry(j).or_insert(now);
+            if now - since >= self.opts.patience {
+                self.sched.cancel(j);
+                let solver = self.jobs[j].header.solver.clone();
+                let msg = format!(
+                    "no worker{} in namespace `{}` for {:.0}s; start `meshworker`{}",
+                    solver.as_ref().map(|s| format!(" with solver `{s}`")).unwrap_or_default(),
+                    self.mesh.namespace(),
+                    self.opts.patience.as_secs_f64(),
+                    solver.map(|s| format!(" --solver {s}")).unwrap_or_default(),
+                );
+                if let Some(r) = self.jobs[j].reply.take() {
+                    let err = JobError::NoWorker(msg);
+                    let _ = self.events.send(Event::Failed { job: j, error: err.clone() });
+                    let _ = r.send(Err(err));
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self) {
+        for Assignment { job, worker, solver } in self.sched.assign() {
+            let Some(ad) = self.mesh.workers().into_iter().find(|w| w.instance == worker) else {
+                self.sched.finish(job, Outcome::Retry("worker vanished".into()));
+                continue;
+            };
+            let d = &mut self.jobs[job];
+            d.run += 1;
+            let run = d.run;
+            let token = CancellationToken::new();
+            d.cancel = Some(token.clone());
+            let mut header = d.header.clone();
+            header.solver = Some(solver);
+            let path = d.path.clone();
+            let mesh = self.mesh.clone();
+            let attempt = self.sched.attempts(job);
+            let _ = self.events.send(Event::Started { job, worker: worker.clone(), attempt });
+            self.tasks.spawn(async move {
+                let end = tokio::select! {
+                    r = mesh.send_job(&ad, &path, &header) => match r {
+                        Ok((sol, addr)) => RunEnd::Solved(sol, addr),
+                        Err(f) => RunEnd::Failed(f),
+                    },
+                    _ = token.cancelled() => RunEnd::Cancelled,
+                };
+                (job, run, ad.instance.clone(), end)
+            });
+        }
+    }
+
+    fn finished(&mut self, job: JobId, run: u64, worker: String, end: RunEnd) {
+        if self.jobs[job].run != run {
+            return;
+        }
+        self.jobs[job].cancel = None;
+        let outcome = match &end {
+            RunEnd::Solved(..) => Outcome::Solved,
+            RunEnd::Cancelled => return,
+            RunEnd::Failed(JobFailure::Rejected(m)) => Outcome::Fatal(m.clone()),
+            RunEnd::Failed(JobFailure::Retry(m)) => Outcome::Retry(m.clone()),
+            RunEnd::Failed(JobFailure::Unavailable(m)) => {
+                self.sched.worker_draining(&worker);
+                Outcome::Retry(m.clone())
+            }
+            RunEnd::Failed(JobFailure::Lost(m)) => {
+                if self.dead.insert(worker.clone(), Instant::now()).is_none() {
+                    info!(%worker, "worker lost: {m}");
+                    self.sched.worker_down(&worker);
+                    let _ = self.events.send(Event::WorkerGone { worker: worker.clone(), lost: true });
+                }
+                Outcome::Retry(m.clone())
+            }
+        };
+        let reason = match &outcome {
+            Outcome::Retry(m) | Outcome::Fatal(m) => m.clone(),
+            Outcome::Solved => String::new(),
+        };
+        let state = self.sched.finish(job, outcome);
+        let attempts = self.sched.attempts(job);
+        let d = &mut self.jobs[job];
+        match (state, end) {
+            (JobState::Done, RunEnd::Solved(solution, addr)) => {
+                let result = JobResult {
+                    solution,
+                    worker,
+                    addr,
+                    wall_seconds: d.started.elapsed().as_secs_f64(),
+                    attempts,
+                };
+                let _ = self.events.send(Event::Finished { job, result: result.clone() });
+                if let Some(r) = d.reply.take() {
+                    let _ = r.send(Ok(result));
+                }
+            }
+            (JobState::Queued, _) => {
+                let _ = self.events.send(Event::Retrying { job, worker, reason });
+            }
+            (JobState::Failed(why), _) => {
+                let err = if attempts <= 1 && !why.contains("attempts") {
+                    JobError::Rejected { worker, message: why }
+                } else {
+                    JobError::Failed(why)
+                };
+                let _ = self.events.send(Event::Failed { job, error: err.clone() });
+                if let Some(r) = d.reply.take() {
+                    let _ = r.send(Err(err));
+                }
+            }
+            _ => {}
+        }
+    }
+}

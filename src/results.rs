@@ -1,0 +1,286 @@
+//! Batch inputs and outputs: expanding files, directories and glob patterns
+//! into model paths, and the `--out DIR` result store that makes an
+//! interrupted batch resumable.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Format;
+
+/// Errors expanding inputs or writing results.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// An input names nothing.
+    #[error("{0}: no such file, directory or matching pattern")]
+    Missing(PathBuf),
+    /// A directory or pattern holds no model file.
+    #[error("{0}: no model files (.lp, .mps, optionally .gz) found")]
+    Empty(PathBuf),
+    /// File system trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
+    move |source| ResultsError::Io { path: path.to_path_buf(), source }
+}
+
+fn is_model(p: &Path) -> bool {
+    p.is_file() && Format::from_path(p).is_some()
+}
+
+fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<(), ResultsError> {
+    for e in std::fs::read_dir(dir).map_err(io(dir))? {
+        let p = e.map_err(io(dir))?.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if is_model(&p) {
+            out.insert(p);
+        }
+    }
+    Ok(())
+}
+
+/// Matches `name` against a pattern with `*` and `?`.
+pub fn glob_match(pat: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pat.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Expands files, directories (recursively, model files only) and patterns
+/// with `*`/`?` in their last component, keeping the order given and dropping
+/// duplicates.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ResultsError> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for input in inputs {
+        let mut found = BTreeSet::new();
+        let text = input.to_string_lossy();
+        if input.is_file() {
+            found.insert(input.clone());
+        } else if input.is_dir() {
+            walk(input, &mut found)?;
+            if found.is_empty() {
+                return Err(ResultsError::Empty(input.clone()));
+            }
+        } else if text.contains(['*', '?']) {
+            let dir = input.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let pat = input.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            if dir.is_dir() {
+                for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+                    let p = e.path();
+                    if p.is_file() && glob_match(&pat, &e.file_name().to_string_lossy()) {
+                        found.insert(if input.parent().is_some_and(|d| d.as_os_str().is_empty()) {
+                            PathBuf::from(e.file_name())
+                        } else {
+                            p
+                        });
+                    }
+                }
+            }
+            if found.is_empty() {
+                return Err(ResultsError::Missing(input.clone()));
+            }
+        } else {
+            return Err(ResultsError::Missing(input.clone()));
+        }
+        for p in found {
+            if seen.insert(p.clone()) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One model's result as stored in `--out DIR` and in the summaries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// The model file as given.
+    pub model: String,
+    /// `optimal`, `infeasible`, ..., or `failed`.
+    pub status: String,
+    /// Objective value, when there is a solution.
+    pub objective: Option<f64>,
+    /// Solver and version.
+    pub solver: String,
+    /// Worker instance (or `local`).
+    pub worker: String,
+    /// Worker address it was reached at.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Seconds in the solver.
+    pub solve_seconds: f64,
+    /// Seconds from submission to the answer.
+    pub wall_seconds: f64,
+    /// Runs it took.
+    pub attempts: u32,
+    /// Why it failed, for `failed`.
+    pub error: Option<String>,
+    /// Variable values.
+    #[serde(default)]
+    pub values: Vec<(String, f64)>,
+}
+
+/// The `--out DIR` store: one `<name>.json` per model, plus `summary.csv` and `summary.json`.
+pub struct ResultDir {
+    dir: PathBuf,
+    names: HashMap<PathBuf, String>,
+}
+
+impl ResultDir {
+    /// Opens (creating) `dir` and assigns each model a result file name: its stem, made
+    /// unique with a short hash of its path when two models share a stem.
+    pub fn open(dir: &Path, models: &[PathBuf]) -> Result<Self, ResultsError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut by_stem: HashMap<String, usize> = HashMap::new();
+        for m in models {
+            *by_stem.entry(crate::model::model_stem(m)).or_default() += 1;
+        }
+        let names = models
+            .iter()
+            .map(|m| {
+                let stem = crate::model::model_stem(m);
+                let name = if by_stem[&stem] > 1 {
+                    let d = ring::digest::digest(&ring::digest::SHA256, m.to_string_lossy().as_bytes());
+                    let h: String = d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+                    format!("{stem}-{h}")
+                } else {
+                    stem
+                };
+                (m.clone(), name)
+            })
+            .collect();
+        Ok(ResultDir { dir: dir.to_path_buf(), names })
+    }
+
+    fn file_for(&self, model: &Path) -> PathBuf {
+        let name = self.names.get(model).cloned().unwrap_or_else(|| crate::model::model_stem(model));
+        self.dir.join(format!("{name}.json"))
+    }
+
+    /// The stored result of `model`, if a previous run finished it (failures are retried).
+    pub fn existing(&self, model: &Path) -> Option<Record> {
+        let text = std::fs::read_to_string(self.file_for(model)).ok()?;
+        let r: Record = serde_json::from_str(&text).ok()?;
+        (r.model == model.to_string_lossy() && r.status != "failed").then_some(r)
+    }
+
+    /// Writes one model's result (atomically: a temporary file, then a rename).
+    pub fn write(&self, model: &Path, r: &Record) -> Result<(), ResultsError> {
+        let path = self.file_for(model);
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(r).unwrap_or_default();
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Writes `summary.json` and `summary.csv` (no variable values) for `records`.
+    pub fn write_summary(&self, records: &[Record]) -> Result<(), ResultsError> {
+        let slim: Vec<Record> = records.iter().map(|r| Record { values: Vec::new(), ..r.clone() }).collect();
+        let json = self.dir.join("summary.json");
+        std::fs::write(&json, serde_json::to_string_pretty(&slim).unwrap_or_default()).map_err(io(&json))?;
+        let mut csv = String::from(
+            "model,status,objective,solver,worker,address,solve_seconds,wall_seconds,attempts,error\n",
+        );
+        for r in records {
+            let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{:.6},{:.6},{},{}\n",
+                q(&r.model),
+                r.status,
+                r.objective.map(|o| o.to_string()).unwrap_or_default(),
+                q(&r.solver),
+                q(&r.worker),
+                r.address.as_deref().unwrap_or(""),
+                r.solve_seconds,
+                r.wall_seconds,
+                r.attempts,
+                q(r.error.as_deref().unwrap_or("")),
+            ));
+        }
+        let path = self.dir.join("summary.csv");
+        std::fs::write(&path, csv).map_err(io(&path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.lp", "a.lp"));
+        assert!(glob_match("run?-*.mps.gz", "run1-x.mps.gz"));
+        assert!(!glob_match("*.lp", "a.mps"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn expands_dirs_patterns_and_dedupes() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        for f in ["a.lp", "b.mps", "notes.txt", "sub/c.mps.gz"] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        let all = expand_inputs(&[d.path().to_path_buf(), d.path().join("*.lp")]).unwrap();
+        let names: Vec<String> =
+            all.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["a.lp", "b.mps", "c.mps.gz"]);
+        assert!(matches!(expand_inputs(&[d.path().join("nope.lp")]), Err(ResultsError::Missing(_))));
+    }
+
+    #[test]
+    fn result_dir_round_trip_and_unique_names() {
+        let d = tempfile::tempdir().unwrap();
+        let models = vec![PathBuf::from("x/a.lp"), PathBuf::from("y/a.lp"), PathBuf::from("b.mps")];
+        let rd = ResultDir::open(d.path(), &models).unwrap();
+        let r = Record {
+            model: "x/a.lp".into(),
+            status: "optimal".into(),
+            objective: Some(1.0),
+            solver: "s".into(),
+            worker: "w".into(),
+            address: None,
+            solve_seconds: 0.1,
+            wall_seconds: 0.2,
+            attempts: 1,
+            error: None,
+            values: vec![("x".into(), 1.0)],
+        };
+        rd.write(&models[0], &r).unwrap();
+        assert_eq!(rd.existing(&models[0]), Some(r.clone()));
+        assert_eq!(rd.existing(&models[1]), None);
+        rd.write_summary(&[r]).unwrap();
+        assert!(std::fs::read_to_string(d.path().join("summary.csv"))
+            .unwrap()
+            .contains("\"x/a.lp\",optimal,1,"));
+    }
+}
