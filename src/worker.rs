@@ -54,6 +54,8 @@ pub struct WorkerConfig {
     pub solver_exe: PathBuf,
     /// Largest model accepted, bytes.
     pub max_model: u64,
+    /// Address-space limit of each solver process, bytes.
+    pub solver_memory: Option<u64>,
 }
 
 struct Shared {
@@ -344,7 +346,7 @@ async fn solve(
         };
         let started = Instant::now();
         let result = tokio::select! {
-            r = process::run(&shared.cfg.solver_exe, &child, &cancel) => r,
+            r = process::run(&shared.cfg.solver_exe, &child, &cancel, shared.cfg.solver_memory) => r,
             // The client reset or dropped the stream: cancel the solve.
             _ = send.stopped() => { cancel.cancel(); Err(RunError::Cancelled) }
         };

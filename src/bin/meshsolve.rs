@@ -503,7 +503,7 @@ impl Progress {
             Event::Finished { job, result } => {
                 dec(&mut self.running, &result.worker);
                 self.done += 1;
-                if self.bar.is_none() {
+                if self.bar.is_none() && self.total > 1 {
                     self.line(format!(
                         "[{}/{}] {}: {}{} on {}",
                         self.done + self.failed,
@@ -524,7 +524,8 @@ impl Progress {
                     self.name(*job)
                 ));
             }
-            Event::WorkerUp(w) => self.line(format!("worker  {w} joined")),
+            Event::WorkerUp(w) if self.total > 1 => self.line(format!("worker  {w} joined")),
+            Event::WorkerUp(_) => {}
             Event::WorkerGone { worker, lost } => {
                 if *lost {
                     self.running.remove(worker);

@@ -46,6 +46,10 @@ struct Opts {
     /// e.g. `--solver-slots cplex=2` on a box with 8 cores and 2 CPLEX licences.
     #[arg(long = "solver-slots", value_delimiter = ',', value_parser = parse_solver_slots)]
     solver_slots: Vec<(String, u32)>,
+    /// Memory limit of each solver process in MiB (address space); a solve that needs
+    /// more fails like a crash and is retried elsewhere, instead of starving the box.
+    #[arg(long, value_name = "MIB")]
+    solver_memory: Option<u64>,
     /// Instance name to advertise [default: HOST-PORT].
     #[arg(long)]
     name: Option<String>,
@@ -113,6 +117,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         idle_exit: opts.idle_exit,
         solver_exe: std::env::current_exe().context("cannot find my own executable")?,
         max_model: worker::DEFAULT_MAX_MODEL,
+        solver_memory: opts.solver_memory.map(|m| m << 20),
     };
     let discovery = Arc::new(Mdns::new(&opts.interfaces).context("cannot start mDNS")?);
     let shutdown = CancellationToken::new();

@@ -69,18 +69,30 @@ pub enum RunError {
 }
 
 /// Runs a solve in a child process; kills it on `cancel` or when it overruns.
-pub async fn run(exe: &Path, req: &ChildRequest, cancel: &CancellationToken) -> Result<Solution, RunError> {
+/// `memory_limit` caps the child's address space (bytes): a solve that needs more
+/// fails as a crash instead of starving the box.
+pub async fn run(
+    exe: &Path,
+    req: &ChildRequest,
+    cancel: &CancellationToken,
+    memory_limit: Option<u64>,
+) -> Result<Solution, RunError> {
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg(CHILD_FLAG)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "0")
         .kill_on_drop(true)
         .process_group(0);
     // SAFETY: prctl is async-signal-safe and only affects the child being set up.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if let Some(bytes) = memory_limit {
+                let lim = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
+                libc::setrlimit(libc::RLIMIT_AS, &lim);
+            }
             Ok(())
         });
     }
