@@ -285,7 +285,10 @@ impl Mesh {
         Ok(found)
     }
 
-    async fn connection(&self, ad: &WorkerAd) -> Result<(quinn::Connection, SocketAddr), ClientError> {
+    pub(crate) async fn connection(
+        &self,
+        ad: &WorkerAd,
+    ) -> Result<(quinn::Connection, SocketAddr), ClientError> {
         let mut last = String::from("worker has no address");
         let mut addrs: Vec<SocketAddr> = ad.best_addr().into_iter().collect();
         addrs.extend(ad.addrs.iter().filter(|a| Some(**a) != ad.best_addr()));
@@ -408,6 +411,9 @@ impl Mesh {
         loop {
             match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {
                 Ok(Some(Response::Started)) => debug!(worker = %ad.instance, "job started"),
+                Ok(Some(Response::Received(_))) => {
+                    return Err(JobFailure::Retry("worker sent an unexpected reply".into()))
+                }
                 Ok(Some(Response::Done(sol))) => return Ok((sol, addr)),
                 Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
                     return Err(JobFailure::Rejected(message))
@@ -427,6 +433,50 @@ impl Mesh {
                 }
             }
         }
+    }
+
+    /// Sends a model and returns once the worker has it and a solver slot (its
+    /// `Started` reply); the solve is then cancelled. For transfer benchmarks.
+    pub async fn upload(&self, ad: &WorkerAd, path: &Path, header: &SolveRequest) -> Result<(), ClientError> {
+        let (conn, addr) = self.connection(ad).await?;
+        let fail = |e: &dyn std::fmt::Display| ClientError::Connect(format!("upload to {addr} failed: {e}"));
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| fail(&e))?;
+        write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| fail(&e))?;
+        let mut file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
+        tokio::io::copy(&mut file, &mut send).await.map_err(|e| fail(&e))?;
+        send.finish().map_err(|e| fail(&e))?;
+        match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {
+            Ok(Some(Response::Started)) => {
+                let _ = recv.stop(0u32.into());
+                Ok(())
+            }
+            other => Err(fail(&format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Streams `size` bytes to a worker, which discards them: raw QUIC throughput.
+    pub async fn discard(&self, ad: &WorkerAd, size: u64) -> Result<(), ClientError> {
+        let (conn, addr) = self.connection(ad).await?;
+        let fail = |e: &dyn std::fmt::Display| ClientError::Connect(format!("stream to {addr} failed: {e}"));
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| fail(&e))?;
+        write_msg(&mut send, &Request::Discard { size }).await.map_err(|e| fail(&e))?;
+        let chunk = vec![0x5au8; 1 << 16];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            send.write_all(&chunk[..n]).await.map_err(|e| fail(&e))?;
+            left -= n as u64;
+        }
+        send.finish().map_err(|e| fail(&e))?;
+        match read_msg::<Response>(&mut recv, MAX_CONTROL).await {
+            Ok(Some(Response::Received(n))) if n == size => Ok(()),
+            other => Err(fail(&format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Whether the QUIC connection to `addr` (if any) has been closed or timed out.
+    pub fn connection_lost(&self, addr: SocketAddr) -> bool {
+        self.conns.lock().ok().and_then(|m| m.get(&addr).map(|c| c.close_reason().is_some())).unwrap_or(true)
     }
 
     /// Closes connections politely and stops browsing.

@@ -1,9 +1,11 @@
 //! meshsolve: a zero-config LAN mesh of LP/MIP solver servers.
+pub mod bench;
 pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod discovery;
 pub mod dispatch;
+pub mod local;
 pub mod model;
 pub mod protocol;
 pub mod results;

@@ -108,6 +108,12 @@ pub enum Request {
     Status,
     /// Ask the worker to exit (graceful: running jobs finish within the grace period).
     Shutdown,
+    /// Read and discard `size` bytes that follow the frame, then answer
+    /// [`Response::Received`]: raw stream throughput, for `meshsolve bench`.
+    Discard {
+        /// Bytes that follow.
+        size: u64,
+    },
 }
 
 /// Header of a solve stream.
@@ -147,6 +153,8 @@ pub enum Response {
     Started,
     /// The solve finished with an answer (which may be infeasible or unbounded).
     Done(Solution),
+    /// Reply to [`Request::Discard`]: how many bytes arrived.
+    Received(u64),
     /// The job failed.
     Failed {
         /// Category, which tells the client whether to retry.

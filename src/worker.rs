@@ -247,6 +247,11 @@ async fn handle_stream(
             write_msg(&mut send, &ShutdownAck { name: shared.cfg.instance.clone(), running }).await?;
             shared.stop.cancel();
         }
+        Request::Discard { size } => {
+            let mut limited = tokio::io::AsyncReadExt::take(&mut recv, size);
+            let n = tokio::io::copy(&mut limited, &mut tokio::io::sink()).await?;
+            write_msg(&mut send, &Response::Received(n)).await?;
+        }
         Request::Solve(req) => {
             let reply = solve(req, &mut send, &mut recv, shared).await;
             write_msg(&mut send, &reply).await?;

@@ -16,6 +16,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use meshsolve::client::{ClientConfig, JobOptions, JobResult, Mesh};
 use meshsolve::dispatch::{wait_any, Event, JobError, QueueOptions};
+use meshsolve::local::LocalWorkers;
 use meshsolve::model::{self, Format};
 use meshsolve::results::{expand_inputs, Record, ResultDir};
 use meshsolve::solver::{self, SolveOptions, Status};
@@ -155,6 +156,34 @@ enum Cmd {
     Certs(CertsCmd),
     /// Start two local workers, solve the shipped farmer model on them, stop them.
     Demo,
+    /// Measure the mesh against solving locally: dispatch overhead, throughput,
+    /// transfer, discovery. Medians of repeated runs, with min, max and ratios.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Start N local workers (mDNS on loopback) instead of using your namespace's workers.
+    #[arg(long, value_name = "N")]
+    local: Option<u32>,
+    /// Slots per local worker.
+    #[arg(long, default_value_t = 1)]
+    slots: u32,
+    /// Repeats per figure.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Tiny models in the throughput run.
+    #[arg(long, default_value_t = 1000)]
+    tiny: usize,
+    /// Size of the generated transfer model in MB (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    transfer_mb: u64,
+    /// Seed of the generated models.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,6 +215,11 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(solver::process::CHILD_FLAG) {
         return ExitCode::from(solver::process::child_main() as u8);
+    }
+    // Like other Unix tools, end quietly when the reader of our output goes away (`| head`).
+    // SAFETY: setting a signal disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let opts = Opts::parse();
     cli::init_tracing(&opts.mesh.log_level);
@@ -219,6 +253,7 @@ async fn run(opts: Opts) -> anyhow::Result<u8> {
         Some(Cmd::Shutdown) => shutdown(&opts.mesh).await,
         Some(Cmd::Certs(c)) => certs_cmd(&opts.mesh, c),
         Some(Cmd::Demo) => demo(&opts.mesh).await,
+        Some(Cmd::Bench(b)) => bench(&opts.mesh, b).await,
         None => solve(&opts.mesh, &opts.solve).await,
     }
 }
@@ -776,50 +811,43 @@ fn certs_cmd(m: &MeshArgs, c: CertsCmd) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+async fn bench(m: &MeshArgs, b: BenchArgs) -> anyhow::Result<u8> {
+    let opts = meshsolve::bench::BenchOptions {
+        local: b.local,
+        slots: b.slots,
+        repeats: b.repeats,
+        tiny: b.tiny,
+        transfer_mb: b.transfer_mb,
+        seed: b.seed,
+        exe: std::env::current_exe()?,
+    };
+    let t = Instant::now();
+    let figs = meshsolve::bench::run(&opts, client_config(m)?, |s| eprintln!("bench: {s}")).await?;
+    if b.json {
+        println!("{}", serde_json::to_string_pretty(&figs)?);
+    } else {
+        print!("{}", meshsolve::bench::table(&figs));
+        println!("({:.0} s in all)", t.elapsed().as_secs_f64());
+    }
+    Ok(0)
+}
+
 /// The shipped farmer model, so the demo needs no files.
 const FARMER_LP: &str = include_str!("../../examples/farmer/farmer.lp");
 
 async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
-    let exe = std::env::current_exe()?;
-    let worker_exe = exe.with_file_name("meshworker");
-    if !worker_exe.exists() {
-        bail!("{} not found; build both binaries first: `cargo build --release`", worker_exe.display());
-    }
-    let dir = std::env::temp_dir().join(format!("meshsolve-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let home = dir.join("home");
-    let ns = format!("demo-{}", std::process::id());
-    let ifaces = if m.interfaces.is_empty() { vec!["lo".to_string()] } else { m.interfaces.clone() };
-    let model = dir.join("farmer.lp");
+    let mut local = LocalWorkers::new(1, m.interfaces.clone())?;
+    let model = local.home().join("farmer.lp");
     std::fs::write(&model, FARMER_LP)?;
-    println!("demo: starting 2 workers in namespace `{ns}` (mDNS on {})", ifaces.join(","));
-    let mut children = Vec::new();
-    for _ in 0..2 {
-        let child = tokio::process::Command::new(&worker_exe)
-            .args([
-                "--namespace",
-                &ns,
-                "--slots",
-                "1",
-                "--interface",
-                &ifaces.join(","),
-                "--log-level",
-                "warn",
-            ])
-            .env("MESHSOLVE_HOME", &home)
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start meshworker")?;
-        children.push(child);
-    }
-    let mut cfg = ClientConfig::from_env();
-    cfg.namespace = ns.clone();
-    cfg.home = home.clone();
-    cfg.interfaces = ifaces;
+    println!(
+        "demo: starting 2 workers in namespace `{}` (mDNS on {})",
+        local.namespace,
+        local.interfaces.join(",")
+    );
     let t0 = Instant::now();
+    local.spawn_many(2)?;
+    let cfg = local.client_config();
     let result = async {
-        // Both workers create the CA at once; give them a moment so the client loads the same one.
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let mesh = Arc::new(Mesh::connect(cfg).await?);
         let found = mesh.wait_for_workers(None, Duration::from_secs(10)).await?;
         println!(
@@ -835,21 +863,13 @@ async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
         println!(
             "demo: expected objective -108390 (profit 108,390: wheat 170, corn 80, sugar beets 250 acres)"
         );
-        for w in &found {
-            let _ = mesh.shutdown_worker(w).await;
-        }
         if let Ok(mesh) = Arc::try_unwrap(mesh) {
             mesh.close().await;
         }
         Ok::<_, anyhow::Error>(exit_code(res.solution.status))
     }
     .await;
-    for mut c in children {
-        if tokio::time::timeout(Duration::from_secs(15), c.wait()).await.is_err() {
-            let _ = c.kill().await;
-        }
-    }
+    local.stop().await;
     println!("demo: workers stopped");
-    let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -115,9 +115,12 @@ impl Discovery for Mdns {
         let port = ad.addrs.first().map(|a| a.port()).unwrap_or(0);
         let host = format!("{}.local.", host_label());
         let props = encode(ad);
-        let info = ServiceInfo::new(SERVICE_TYPE, &ad.instance, &host, "", port, &props[..])
+        let mut info = ServiceInfo::new(SERVICE_TYPE, &ad.instance, &host, "", port, &props[..])
             .map_err(err)?
             .enable_addr_auto();
+        // Instance names embed the host and the UDP port, which only one process can hold:
+        // skip the 750 ms of conflict probing so workers are visible at once.
+        info.set_requires_probe(false);
         let fullname = info.get_fullname().to_string();
         self.daemon.register(info).map_err(err)?;
         if let Ok(mut r) = self.registered.lock() {

@@ -1,0 +1,446 @@
+//! `meshsolve bench`: what the mesh costs and gains, measured against solving
+//! locally in the same run. Every figure is the median of repeated runs with
+//! its min and max; every comparison is a ratio of two figures of this run.
+//! Models are generated, so no data files are needed. Tests call [`run`] with
+//! small sizes to check that it works (not how fast).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::client::{ClientConfig, JobOptions, Mesh};
+use crate::dispatch::{wait_all, QueueOptions};
+use crate::local::LocalWorkers;
+use crate::model::{self, Format};
+use crate::solver::{self, SolveOptions};
+
+/// What to measure and how much.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Start this many local workers (loopback) instead of using the namespace's.
+    pub local: Option<u32>,
+    /// Slots per local worker.
+    pub slots: u32,
+    /// Repeats per figure.
+    pub repeats: usize,
+    /// Tiny models in the throughput run.
+    pub tiny: usize,
+    /// Size of the generated transfer model, MB (0 skips the transfer figures).
+    pub transfer_mb: u64,
+    /// Seed of the generated models.
+    pub seed: u64,
+    /// The `meshsolve` executable, for the process-per-file baselines.
+    pub exe: PathBuf,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    /// Group (dispatch, throughput, transfer, discovery, overhead).
+    pub group: &'static str,
+    /// What was measured.
+    pub name: String,
+    /// Unit of median/min/max.
+    pub unit: &'static str,
+    /// Median of the repeats.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Repeats.
+    pub n: usize,
+    /// Comparison with a baseline of this run, e.g. "x3.2 vs in-process".
+    pub ratio: Option<String>,
+}
+
+fn figure(group: &'static str, name: impl Into<String>, unit: &'static str, mut xs: Vec<f64>) -> Figure {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    let median = if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    };
+    Figure {
+        group,
+        name: name.into(),
+        unit,
+        median,
+        min: xs.first().copied().unwrap_or(f64::NAN),
+        max: xs.last().copied().unwrap_or(f64::NAN),
+        n,
+        ratio: None,
+    }
+}
+
+fn ratio(f: &mut Figure, base: &Figure, what: &str) {
+    f.ratio = Some(format!("x{:.2} vs {what}", f.median / base.median));
+}
+
+/// A tiny knapsack MIP, different for each `i`.
+pub fn tiny_model(seed: u64, i: usize) -> String {
+    let k = (seed as usize).wrapping_add(i);
+    format!(
+        "Maximize\n v: {} a + {} b + 6 c + 4 d + 3 e\nSubject To\n w: 5 a + 7 b + 4 c + 3 d + 2 e <= {}\nBinary\n a b c d e\nEnd\n",
+        8 + k % 5,
+        11 + k % 3,
+        10 + k % 17
+    )
+}
+
+/// Writes an LP in free MPS of about `mb` megabytes (a transportation-like model).
+pub fn write_big_mps(path: &Path, mb: u64) -> std::io::Result<u64> {
+    use std::io::Write;
+    let target = mb * 1_000_000;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let rows = 1000usize;
+    writeln!(out, "NAME big\nROWS\n N cost")?;
+    for r in 0..rows {
+        writeln!(out, " G d{r}")?;
+    }
+    writeln!(out, "COLUMNS")?;
+    let mut written = 0u64;
+    let mut j = 0usize;
+    while written < target {
+        let line = format!(" x{j} cost {} d{} 1 d{} 1\n", 1 + j % 97, j % rows, (j * 7 + 3) % rows);
+        written += line.len() as u64;
+        out.write_all(line.as_bytes())?;
+        j += 1;
+    }
+    writeln!(out, "RHS")?;
+    for r in 0..rows {
+        writeln!(out, " rhs d{r} 1")?;
+    }
+    writeln!(out, "ENDATA")?;
+    out.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// Runs the benchmark; `cfg` is used when `opts.local` is `None`.
+pub async fn run(
+    opts: &BenchOptions,
+    cfg: ClientConfig,
+    mut log: impl FnMut(&str),
+) -> anyhow::Result<Vec<Figure>> {
+    let dir = std::env::temp_dir().join(format!("meshsolve-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(opts, cfg, &dir, &mut log).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(
+    opts: &BenchOptions,
+    cfg: ClientConfig,
+    dir: &Path,
+    log: &mut impl FnMut(&str),
+) -> anyhow::Result<Vec<Figure>> {
+    let reps = opts.repeats.max(1);
+    let mut figs = Vec::new();
+    let mut local = match opts.local {
+        Some(n) => {
+            let mut l = LocalWorkers::new(opts.slots, cfg.interfaces.clone())?;
+            l.spawn_many(n)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let cfg = local.as_ref().map(|l| l.client_config()).unwrap_or(cfg);
+
+    // Discovery, cold: a new client finding the workers.
+    log("discovery: cold client finding workers");
+    let mut cold = Vec::new();
+    for _ in 0..reps.min(3) {
+        let t = Instant::now();
+        let m = Mesh::connect(cfg.clone()).await?;
+        m.wait_for_workers(None, Duration::from_secs(10)).await?;
+        cold.push(t.elapsed().as_secs_f64() * 1000.0);
+        m.close().await;
+    }
+    let mesh = Arc::new(Mesh::connect(cfg.clone()).await?);
+    let workers = mesh.wait_for_workers(None, Duration::from_secs(10)).await?;
+    let total_slots: u32 = workers.iter().map(|w| w.slots).sum();
+    let solver_name = workers[0].solvers.first().map(|s| s.name.clone()).unwrap_or_else(|| "microlp".into());
+    let solver = solver::by_name(&solver_name).context("the workers' solver is not in this build")?;
+    log(&format!("{} worker(s), {total_slots} slot(s), solver {solver_name}", workers.len()));
+    figs.push(figure(
+        "overhead",
+        "discovery: client start to workers listed (incl. 0.3 s settle)",
+        "ms",
+        cold,
+    ));
+
+    // Dispatch overhead: one tiny model, in-process vs through the mesh.
+    let tiny = dir.join("tiny.lp");
+    std::fs::write(&tiny, tiny_model(opts.seed, 0))?;
+    let job = JobOptions { solver: Some(solver_name.clone()), prechecked: true, ..Default::default() };
+    let mut inproc = Vec::new();
+    for _ in 0..reps * 5 {
+        let t = Instant::now();
+        let m = model::read_file(&tiny, Some(Format::Lp))?;
+        let _ = solver.solve(&m, &SolveOptions::default())?;
+        inproc.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let queue = mesh.queue(QueueOptions::default());
+    let mut via = Vec::new();
+    let mut worker_side = Vec::new();
+    for _ in 0..reps * 5 {
+        let t = Instant::now();
+        let r = queue.submit(&tiny, &job).await?.wait().await?;
+        via.push(t.elapsed().as_secs_f64() * 1e6);
+        worker_side.push(r.solution.solve_seconds * 1e6);
+    }
+    let mut rtt = Vec::new();
+    for _ in 0..reps * 5 {
+        let t = Instant::now();
+        mesh.status(&workers[0]).await?;
+        rtt.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let base = figure("dispatch", "one tiny model, read + solve in this process", "us", inproc);
+    let mut f = figure("dispatch", "one tiny model through the mesh (warm connection)", "us", via);
+    ratio(&mut f, &base, "in-process");
+    figs.push(base);
+    figs.push(f);
+    figs.push(figure("dispatch", "solver time inside the worker's solver process", "us", worker_side));
+    figs.push(figure("dispatch", "request round trip on an established connection", "us", rtt));
+
+    // Where the per-job time goes.
+    let mut spawn = Vec::new();
+    for _ in 0..reps * 3 {
+        let t = Instant::now();
+        let st = std::process::Command::new(&opts.exe).arg("--version").stdout(Stdio::null()).status()?;
+        if !st.success() {
+            bail!("cannot run {}", opts.exe.display());
+        }
+        spawn.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    figs.push(figure(
+        "dispatch",
+        "process start (the worker starts one solver process per job)",
+        "us",
+        spawn,
+    ));
+    let mut handshake = Vec::new();
+    for _ in 0..reps.min(5) {
+        let mut c = cfg.clone();
+        c.static_workers = vec![workers[0].best_addr().map(|a| a.to_string()).unwrap_or_default()];
+        let m = Mesh::connect(c).await?;
+        let t = Instant::now();
+        m.status(&workers[0]).await?;
+        handshake.push(t.elapsed().as_secs_f64() * 1e6);
+        m.close().await;
+    }
+    figs.push(figure("dispatch", "new QUIC + mutual-TLS connection and first request", "us", handshake));
+    let sol = queue.submit(&tiny, &job).await?.wait().await?.solution;
+    let mut ser = Vec::new();
+    for _ in 0..reps * 20 {
+        let t = Instant::now();
+        let bytes = crate::protocol::encode(&crate::protocol::Response::Done(sol.clone()))?;
+        let _: crate::protocol::Response = ciborium::from_reader(&bytes[4..])?;
+        ser.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    figs.push(figure("dispatch", "CBOR encode + decode of the solution message", "us", ser));
+
+    // Throughput: K tiny models.
+    let k = opts.tiny.max(1);
+    let tdir = dir.join("tiny");
+    std::fs::create_dir_all(&tdir)?;
+    let files: Vec<PathBuf> = (0..k)
+        .map(|i| {
+            let p = tdir.join(format!("t{i:05}.lp"));
+            std::fs::write(&p, tiny_model(opts.seed, i)).map(|_| p)
+        })
+        .collect::<Result<_, _>>()?;
+    log(&format!("throughput: {k} tiny models"));
+    let mut mesh_rate = Vec::new();
+    let mut seq_inproc = Vec::new();
+    let mut seq_proc = Vec::new();
+    let mut par_proc = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut hs = Vec::with_capacity(k);
+        for f in &files {
+            hs.push(queue.submit(f, &job).await?);
+        }
+        for r in wait_all(hs).await {
+            r?;
+        }
+        mesh_rate.push(k as f64 / t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        for f in &files {
+            let m = model::read_file(f, Some(Format::Lp))?;
+            solver.solve(&m, &SolveOptions::default())?;
+        }
+        seq_inproc.push(k as f64 / t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        for f in &files {
+            local_process(&opts.exe, f, &solver_name).await?;
+        }
+        seq_proc.push(k as f64 / t.elapsed().as_secs_f64());
+
+        let p = total_slots.max(1) as usize;
+        let t = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        let mut it = files.iter();
+        for f in it.by_ref().take(p) {
+            set.spawn(local_process(opts.exe.clone(), f.clone(), solver_name.clone()));
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+            if let Some(f) = it.next() {
+                set.spawn(local_process(opts.exe.clone(), f.clone(), solver_name.clone()));
+            }
+        }
+        par_proc.push(k as f64 / t.elapsed().as_secs_f64());
+    }
+    let mut fm = figure(
+        "throughput",
+        format!("{k} tiny models over the mesh ({total_slots} slots)"),
+        "models/s",
+        mesh_rate,
+    );
+    let b1 = figure("throughput", "same files, one after another in one process", "models/s", seq_inproc);
+    let b2 = figure("throughput", "same files, one `meshsolve --local` process each", "models/s", seq_proc);
+    let b3 = figure(
+        "throughput",
+        format!("same files, {total_slots} local processes at a time (xargs -P)"),
+        "models/s",
+        par_proc,
+    );
+    let mut fm2 = fm.clone();
+    let mut fm3 = fm.clone();
+    ratio(&mut fm, &b1, "one process");
+    ratio(&mut fm2, &b2, "process per file");
+    ratio(&mut fm3, &b3, "xargs -P");
+    fm.ratio = Some(format!(
+        "{}; {}; {}",
+        fm.ratio.take().unwrap_or_default(),
+        fm2.ratio.unwrap_or_default(),
+        fm3.ratio.unwrap_or_default()
+    ));
+    figs.extend([fm, b1, b2, b3]);
+    queue.close().await;
+
+    // Transfer.
+    if opts.transfer_mb > 0 {
+        log(&format!("transfer: generating a {} MB model", opts.transfer_mb));
+        let big = dir.join("big.mps");
+        let size = write_big_mps(&big, opts.transfer_mb)?;
+        let header = Mesh::header(&big, &JobOptions::default())?;
+        let mut up = Vec::new();
+        let mut raw = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            mesh.upload(&workers[0], &big, &header).await?;
+            up.push(size as f64 / 1e6 / t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            mesh.discard(&workers[0], size).await?;
+            raw.push(size as f64 / 1e6 / t.elapsed().as_secs_f64());
+        }
+        let base = figure("transfer", "raw QUIC stream, same endpoints", "MB/s", raw);
+        let mut f = figure(
+            "transfer",
+            format!("{:.0} MB model file to a worker (on its disk)", size as f64 / 1e6),
+            "MB/s",
+            up,
+        );
+        ratio(&mut f, &base, "raw QUIC");
+        figs.push(f);
+        figs.push(base);
+    }
+
+    // Discovery of a new worker, and loss of a killed one (local workers only).
+    if let Some(l) = local.as_mut() {
+        log("discovery: new workers appearing, killed workers dropping");
+        let mut appear = Vec::new();
+        let mut lost = Vec::new();
+        for _ in 0..reps.min(3) {
+            let before: Vec<String> = mesh.workers().into_iter().map(|w| w.instance).collect();
+            let t = Instant::now();
+            let idx = l.spawn()?;
+            let ad = loop {
+                if let Some(w) = mesh.workers().into_iter().find(|w| !before.contains(&w.instance)) {
+                    break w;
+                }
+                if t.elapsed() > Duration::from_secs(20) {
+                    bail!("a new local worker did not appear within 20 s");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            appear.push(t.elapsed().as_secs_f64() * 1000.0);
+            mesh.status(&ad).await?;
+            let addr = ad.best_addr().context("worker without address")?;
+            let t = Instant::now();
+            l.kill(idx).await;
+            while !mesh.connection_lost(addr) {
+                if t.elapsed() > Duration::from_secs(30) {
+                    bail!("a killed worker was not noticed within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            lost.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        figs.push(figure("discovery", "worker process start until the client lists it (mDNS)", "ms", appear));
+        figs.push(figure(
+            "discovery",
+            "SIGKILL of a worker until the client drops it (QUIC idle timeout)",
+            "ms",
+            lost,
+        ));
+    }
+    if let Ok(m) = Arc::try_unwrap(mesh) {
+        m.close().await;
+    }
+    if let Some(l) = local {
+        l.stop().await;
+    }
+    Ok(figs)
+}
+
+async fn local_process(
+    exe: impl AsRef<Path>,
+    file: impl AsRef<Path>,
+    solver: impl AsRef<str>,
+) -> anyhow::Result<()> {
+    let st = tokio::process::Command::new(exe.as_ref())
+        .args(["--local", "--quiet", "--solver", solver.as_ref()])
+        .arg(file.as_ref())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await?;
+    if !st.success() {
+        bail!("local solve of {} failed", file.as_ref().display());
+    }
+    Ok(())
+}
+
+/// Formats figures as a table.
+pub fn table(figs: &[Figure]) -> String {
+    let mut s = format!(
+        "{:<11} {:<70} {:>12} {:>12} {:>12} {:<9} {}\n",
+        "group", "measurement", "median", "min", "max", "unit", "comparison"
+    );
+    for f in figs {
+        s.push_str(&format!(
+            "{:<11} {:<70} {:>12.1} {:>12.1} {:>12.1} {:<9} {}\n",
+            f.group,
+            f.name,
+            f.median,
+            f.min,
+            f.max,
+            f.unit,
+            f.ratio.as_deref().unwrap_or("")
+        ));
+    }
+    s
+}
