@@ -177,6 +177,26 @@ async fn run_in(
         cold,
     ));
 
+    // Cold end to end: a `meshsolve MODEL` process against `meshsolve --local MODEL`.
+    let farmer = dir.join("farmer.lp");
+    std::fs::write(&farmer, crate::examples::FARMER_LP)?;
+    let mut cold_mesh = Vec::new();
+    let mut cold_local = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        client_process(&opts.exe, &cfg, &[farmer.as_os_str()]).await?;
+        cold_mesh.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        client_process(&opts.exe, &cfg, &["--local".as_ref(), farmer.as_os_str()]).await?;
+        cold_local.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let base = figure("overhead", "`meshsolve --local farmer.lp`, process start to exit", "ms", cold_local);
+    let mut f =
+        figure("overhead", "`meshsolve farmer.lp` on the mesh, process start to exit", "ms", cold_mesh);
+    ratio(&mut f, &base, "local");
+    figs.push(f);
+    figs.push(base);
+
     // Dispatch overhead: one tiny model, in-process vs through the mesh.
     let tiny = dir.join("tiny.lp");
     std::fs::write(&tiny, tiny_model(opts.seed, 0))?;
@@ -390,6 +410,58 @@ async fn run_in(
             lost.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         figs.push(figure("discovery", "worker process start until the client lists it (mDNS)", "ms", appear));
+        if mesh.workers().len() >= 2 {
+            let mut moved = Vec::new();
+            let slow = dir.join("slow.lp");
+            std::fs::write(&slow, crate::examples::MARKET_SPLIT_LP)?;
+            for _ in 0..reps.min(3) {
+                // Make sure a spare worker is up, run one slow job, kill whichever worker runs it.
+                let spare = l.spawn()?;
+                let spare_name = l.name_of(spare);
+                let t = Instant::now();
+                while !mesh.workers().iter().any(|w| w.instance == spare_name) {
+                    if t.elapsed() > Duration::from_secs(10) {
+                        bail!("spare worker did not appear");
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let (queue, mut events) = mesh.queue_with_events(QueueOptions::default());
+                let slow_job = JobOptions {
+                    solve: SolveOptions { time_limit: Some(30.0), ..Default::default() },
+                    prechecked: true,
+                    ..Default::default()
+                };
+                let h = queue.submit(&slow, &slow_job).await?;
+                let victim = loop {
+                    match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                        Ok(Some(crate::dispatch::Event::Started { worker, .. })) => break worker,
+                        Ok(Some(_)) => continue,
+                        _ => bail!("the slow job did not start"),
+                    }
+                };
+                let idx =
+                    l.index_of(&victim).context("the job ran on a worker this benchmark did not start")?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let t = Instant::now();
+                l.kill(idx).await;
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
+                        Ok(Some(crate::dispatch::Event::Started { attempt, .. })) if attempt > 1 => break,
+                        Ok(Some(_)) => continue,
+                        _ => bail!("the job of a killed worker was not re-dispatched within 30 s"),
+                    }
+                }
+                moved.push(t.elapsed().as_secs_f64() * 1000.0);
+                h.cancel();
+                queue.close().await;
+            }
+            figs.push(figure(
+                "discovery",
+                "SIGKILL of a busy worker until its job runs elsewhere",
+                "ms",
+                moved,
+            ));
+        }
         figs.push(figure(
             "discovery",
             "SIGKILL of a worker until the client drops it (QUIC idle timeout)",
@@ -404,6 +476,22 @@ async fn run_in(
         l.stop().await;
     }
     Ok(figs)
+}
+
+async fn client_process(exe: &Path, cfg: &ClientConfig, args: &[&std::ffi::OsStr]) -> anyhow::Result<()> {
+    let st = tokio::process::Command::new(exe)
+        .args(["--quiet", "--namespace", &cfg.namespace])
+        .args(args)
+        .env("MESHSOLVE_HOME", &cfg.home)
+        .env("MESHSOLVE_INTERFACE", cfg.interfaces.join(","))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await?;
+    if !st.success() {
+        bail!("`meshsolve {:?}` failed", args);
+    }
+    Ok(())
 }
 
 async fn local_process(

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod discovery;
 pub mod dispatch;
+pub mod examples;
 pub mod local;
 pub mod model;
 pub mod protocol;

@@ -61,8 +61,10 @@ impl LocalWorkers {
                 Ok(())
             });
         }
+        let name = self.name_of(self.children.len());
         let child = cmd
             .args(["--namespace", &self.namespace, "--interface", &self.interfaces.join(",")])
+            .args(["--name", &name])
             .args(["--slots", &self.slots.to_string(), "--log-level", "warn"])
             .env("MESHSOLVE_HOME", &self.home)
             .env_remove("RUST_LOG")
@@ -73,6 +75,16 @@ impl LocalWorkers {
             .context("cannot start meshworker")?;
         self.children.push(child);
         Ok(self.children.len() - 1)
+    }
+
+    /// Instance name of worker `i`.
+    pub fn name_of(&self, i: usize) -> String {
+        format!("{}-w{i}", self.namespace)
+    }
+
+    /// Index of the worker with instance name `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        (0..self.children.len()).find(|&i| self.name_of(i) == name)
     }
 
     /// Starts `n` workers.

@@ -832,13 +832,10 @@ async fn bench(m: &MeshArgs, b: BenchArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The shipped farmer model, so the demo needs no files.
-const FARMER_LP: &str = include_str!("../../examples/farmer/farmer.lp");
-
 async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
     let mut local = LocalWorkers::new(1, m.interfaces.clone())?;
     let model = local.home().join("farmer.lp");
-    std::fs::write(&model, FARMER_LP)?;
+    std::fs::write(&model, meshsolve::examples::FARMER_LP)?;
     println!(
         "demo: starting 2 workers in namespace `{}` (mDNS on {})",
         local.namespace,
