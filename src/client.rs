@@ -393,7 +393,7 @@ impl Mesh {
     }
 
     /// Sends one job to one worker and waits for its answer.
-    pub(crate) async fn send_job(
+    pub async fn send_job(
         &self,
         ad: &WorkerAd,
         path: &Path,
@@ -411,7 +411,7 @@ impl Mesh {
         loop {
             match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {
                 Ok(Some(Response::Started)) => debug!(worker = %ad.instance, "job started"),
-                Ok(Some(Response::Received(_))) => {
+                Ok(Some(Response::Received(_) | Response::Ready { .. } | Response::Step(_))) => {
                     return Err(JobFailure::Retry("worker sent an unexpected reply".into()))
                 }
                 Ok(Some(Response::Done(sol))) => return Ok((sol, addr)),
@@ -432,6 +432,44 @@ impl Mesh {
                     });
                 }
             }
+        }
+    }
+
+    /// Loads a scenario on a worker and keeps it resident there (progressive hedging).
+    pub async fn open_resident(
+        &self,
+        ad: &WorkerAd,
+        path: &Path,
+        header: &SolveRequest,
+        nonants: &[String],
+    ) -> Result<ResidentScenario, JobFailure> {
+        let (conn, addr) = self.connection(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
+        let lost = |e: &dyn std::fmt::Display| match conn.close_reason() {
+            Some(r) => JobFailure::Lost(format!("lost worker {addr}: {r}")),
+            None => JobFailure::Retry(format!("stream to {addr} failed: {e}")),
+        };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+        let open = crate::protocol::ResidentOpen { model: header.clone(), nonants: nonants.to_vec() };
+        write_msg(&mut send, &Request::Resident(open)).await.map_err(|e| lost(&e))?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
+        tokio::io::copy(&mut file, &mut send).await.map_err(|e| lost(&e))?;
+        match read_msg::<Response>(&mut recv, MAX_CONTROL).await {
+            Ok(Some(Response::Ready { quadratic, .. })) => Ok(ResidentScenario {
+                send,
+                recv,
+                conn,
+                worker: ad.instance.clone(),
+                quadratic,
+                bytes: header.size,
+            }),
+            Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
+                Err(JobFailure::Rejected(message))
+            }
+            Ok(Some(Response::Failed { message, .. })) => Err(JobFailure::Retry(message)),
+            Ok(_) => Err(JobFailure::Retry("worker sent an unexpected reply".into())),
+            Err(e) => Err(lost(&e)),
         }
     }
 
@@ -498,9 +536,57 @@ pub async fn check_model(path: &Path, format: Option<Format>) -> Result<(), Clie
     Ok(())
 }
 
+/// A scenario resident on a worker: one open stream, one step at a time.
+pub struct ResidentScenario {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    conn: quinn::Connection,
+    /// Worker instance holding it.
+    pub worker: String,
+    /// Whether its proximal term is quadratic.
+    pub quadratic: bool,
+    /// Bytes sent on this stream so far.
+    pub bytes: u64,
+}
+
+impl ResidentScenario {
+    /// Runs one step on the worker.
+    pub async fn step(
+        &mut self,
+        step: &crate::ph::augment::Step,
+    ) -> Result<crate::ph::augment::StepReply, JobFailure> {
+        let frame = crate::protocol::encode(step).map_err(|e| JobFailure::Rejected(e.to_string()))?;
+        self.bytes += frame.len() as u64;
+        let conn = self.conn.clone();
+        let lost = |e: &dyn std::fmt::Display| match conn.close_reason() {
+            Some(r) => JobFailure::Lost(format!("lost worker: {r}")),
+            None => JobFailure::Retry(format!("stream failed: {e}")),
+        };
+        self.send.write_all(&frame).await.map_err(|e| lost(&e))?;
+        match read_msg::<Response>(&mut self.recv, MAX_RESPONSE).await {
+            Ok(Some(Response::Step(r))) => Ok(r),
+            Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
+                Err(JobFailure::Rejected(message))
+            }
+            Ok(Some(Response::Failed { kind: FailKind::Unavailable, message })) => {
+                Err(JobFailure::Unavailable(message))
+            }
+            Ok(Some(Response::Failed { message, .. })) => Err(JobFailure::Retry(message)),
+            Ok(Some(_)) => Err(JobFailure::Retry("worker sent an unexpected reply".into())),
+            Ok(None) => Err(lost(&"worker closed the stream")),
+            Err(e) => Err(lost(&e)),
+        }
+    }
+
+    /// Releases the scenario (the worker stops its solver process).
+    pub fn close(mut self) {
+        let _ = self.send.finish();
+    }
+}
+
 /// How a single run of a job failed.
 #[derive(Debug)]
-pub(crate) enum JobFailure {
+pub enum JobFailure {
     /// The worker refused the model or options: do not retry.
     Rejected(String),
     /// The solver crashed or the stream failed: retry elsewhere.

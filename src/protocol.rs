@@ -108,6 +108,10 @@ pub enum Request {
     Status,
     /// Ask the worker to exit (graceful: running jobs finish within the grace period).
     Shutdown,
+    /// Load a scenario for progressive hedging and keep it resident: the model
+    /// bytes follow, then [`crate::ph::augment::Step`] frames, each answered by
+    /// [`Response::Step`], until the client finishes the stream.
+    Resident(ResidentOpen),
     /// Read and discard `size` bytes that follow the frame, then answer
     /// [`Response::Received`]: raw stream throughput, for `meshsolve bench`.
     Discard {
@@ -133,6 +137,18 @@ pub struct SolveRequest {
     pub options: SolveOptions,
 }
 
+/// Header of a resident-scenario stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResidentOpen {
+    /// The scenario model, as for a solve.
+    pub model: SolveRequest,
+    /// Names of its first-stage (nonanticipative) variables.
+    pub nonants: Vec<String>,
+}
+
+/// Largest step frame accepted (three vectors over the first-stage variables).
+pub const MAX_STEP: usize = 64 * 1024 * 1024;
+
 /// Why a job failed on the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailKind {
@@ -155,6 +171,15 @@ pub enum Response {
     Done(Solution),
     /// Reply to [`Request::Discard`]: how many bytes arrived.
     Received(u64),
+    /// A resident scenario is loaded.
+    Ready {
+        /// First-stage variables found in it.
+        nonants: u32,
+        /// Whether its proximal term is quadratic (else linearised).
+        quadratic: bool,
+    },
+    /// Answer to one PH step.
+    Step(crate::ph::augment::StepReply),
     /// The job failed.
     Failed {
         /// Category, which tells the client whether to retry.

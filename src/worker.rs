@@ -247,6 +247,11 @@ async fn handle_stream(
             write_msg(&mut send, &ShutdownAck { name: shared.cfg.instance.clone(), running }).await?;
             shared.stop.cancel();
         }
+        Request::Resident(open) => {
+            if let Err(r) = resident(open, &mut send, &mut recv, shared).await {
+                write_msg(&mut send, &r).await?;
+            }
+        }
         Request::Discard { size } => {
             let mut limited = tokio::io::AsyncReadExt::take(&mut recv, size);
             let n = tokio::io::copy(&mut limited, &mut tokio::io::sink()).await?;
@@ -266,14 +271,11 @@ fn failed(kind: FailKind, message: impl Into<String>) -> Response {
     Response::Failed { kind, message: message.into() }
 }
 
-async fn solve(
-    req: SolveRequest,
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
-    shared: &Shared,
-) -> Response {
+/// Checks a model header: worker running, solver available, size allowed.
+/// Returns the solver to use.
+fn admit(req: &SolveRequest, shared: &Shared) -> Result<String, Response> {
     if shared.stop.is_cancelled() {
-        return failed(FailKind::Unavailable, "worker is shutting down");
+        return Err(failed(FailKind::Unavailable, "worker is shutting down"));
     }
     if let Ok(mut t) = shared.last_activity.lock() {
         *t = Instant::now();
@@ -282,24 +284,33 @@ async fn solve(
         Some(s) => match shared.cfg.solvers.iter().find(|n| n.eq_ignore_ascii_case(s)) {
             Some(n) => n.clone(),
             None => {
-                return failed(
+                return Err(failed(
                     FailKind::Unavailable,
                     format!("this worker has no solver `{s}` (it has {})", shared.cfg.solvers.join(", ")),
-                )
+                ))
             }
         },
         None => shared.cfg.solvers[0].clone(),
     };
     if req.size > shared.cfg.max_model {
-        return failed(
+        return Err(failed(
             FailKind::Rejected,
             format!(
                 "model of {} bytes exceeds this worker's limit of {} bytes",
                 req.size, shared.cfg.max_model
             ),
-        );
+        ));
     }
-    let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
+    Ok(solver_name)
+}
+
+/// Receives the model bytes that follow a header straight to a temporary file.
+async fn receive_model(
+    req: &SolveRequest,
+    job: u64,
+    recv: &mut quinn::RecvStream,
+    shared: &Shared,
+) -> Result<TempFile, Response> {
     let ext = match (req.format, req.gzip) {
         (crate::model::Format::Lp, false) => "lp",
         (crate::model::Format::Lp, true) => "lp.gz",
@@ -307,35 +318,62 @@ async fn solve(
         (crate::model::Format::Mps, true) => "mps.gz",
     };
     let path = shared.tmp.join(format!("job{job}.{ext}"));
+    let received = async {
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut limited = tokio::io::AsyncReadExt::take(&mut *recv, req.size);
+        let n = tokio::io::copy(&mut limited, &mut file).await?;
+        file.flush().await?;
+        Ok::<u64, std::io::Error>(n)
+    }
+    .await;
+    let guard = TempFile(path);
+    match received {
+        Ok(n) if n == req.size => Ok(guard),
+        Ok(n) => Err(failed(FailKind::Cancelled, format!("model truncated: got {n} of {} bytes", req.size))),
+        Err(e) => Err(failed(FailKind::Cancelled, format!("model transfer failed: {e}"))),
+    }
+}
+
+/// Takes a solver licence (if limited) and a slot; `None` when the worker stops.
+async fn take_slot(
+    solver: &str,
+    shared: &Shared,
+) -> Option<(Option<tokio::sync::OwnedSemaphorePermit>, tokio::sync::OwnedSemaphorePermit)> {
+    let licence = shared.per_solver.get(solver).cloned();
+    let permits = async {
+        let l = match licence {
+            Some(l) => Some(l.acquire_owned().await.ok()?),
+            None => None,
+        };
+        let p = shared.slots.clone().acquire_owned().await.ok()?;
+        Some((l, p))
+    };
+    tokio::select! {
+        p = permits => p,
+        _ = shared.stop.cancelled() => None,
+    }
+}
+
+async fn solve(
+    req: SolveRequest,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    shared: &Shared,
+) -> Response {
+    let solver_name = match admit(&req, shared) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("job", id = job, model = %req.name);
     async {
-        // Receive the model straight to disk.
-        let received = async {
-            let mut file = tokio::fs::File::create(&path).await?;
-            let mut limited = tokio::io::AsyncReadExt::take(&mut *recv, req.size);
-            let n = tokio::io::copy(&mut limited, &mut file).await?;
-            file.flush().await?;
-            Ok::<u64, std::io::Error>(n)
-        }
-        .await;
-        let guard = TempFile(path.clone());
-        match received {
-            Ok(n) if n == req.size => {}
-            Ok(n) => return failed(FailKind::Cancelled, format!("model truncated: got {n} of {} bytes", req.size)),
-            Err(e) => return failed(FailKind::Cancelled, format!("model transfer failed: {e}")),
-        }
-        let licence = shared.per_solver.get(&solver_name).cloned();
-        let permits = async {
-            let l = match licence {
-                Some(l) => Some(l.acquire_owned().await.ok()?),
-                None => None,
-            };
-            let p = shared.slots.clone().acquire_owned().await.ok()?;
-            Some((l, p))
+        let guard = match receive_model(&req, job, recv, shared).await {
+            Ok(g) => g,
+            Err(r) => return r,
         };
-        let permit = tokio::select! {
-            p = permits => match p { Some(p) => p, None => return failed(FailKind::Unavailable, "worker is shutting down") },
-            _ = shared.stop.cancelled() => return failed(FailKind::Unavailable, "worker is shutting down"),
+        let path = guard.0.clone();
+        let Some(permit) = take_slot(&solver_name, shared).await else {
+            return failed(FailKind::Unavailable, "worker is shutting down");
         };
         if write_msg(send, &Response::Started).await.is_err() {
             return failed(FailKind::Cancelled, "client went away");
@@ -348,6 +386,7 @@ async fn solve(
             gzip: req.gzip,
             solver: solver_name,
             options: req.options.clone(),
+            resident: None,
         };
         let started = Instant::now();
         let result = tokio::select! {
@@ -378,6 +417,78 @@ async fn solve(
                 failed(FailKind::Crashed, e.to_string())
             }
         }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves a resident scenario: loads it into a long-lived solver process, then
+/// answers step after step until the client finishes the stream.
+async fn resident(
+    open: crate::protocol::ResidentOpen,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    shared: &Shared,
+) -> Result<(), Response> {
+    let solver_name = admit(&open.model, shared)?;
+    let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("scenario", id = job, model = %open.model.name);
+    async {
+        let guard = receive_model(&open.model, job, recv, shared).await?;
+        let child = ChildRequest {
+            model_path: guard.0.clone(),
+            format: open.model.format,
+            gzip: open.model.gzip,
+            solver: solver_name.clone(),
+            options: open.model.options.clone(),
+            resident: Some(open.nonants.clone()),
+        };
+        let (mut res, ready) = match process::Resident::start(&shared.cfg.solver_exe, &child, shared.cfg.solver_memory).await {
+            Ok(r) => r,
+            Err(RunError::Rejected(m)) => return Err(failed(FailKind::Rejected, m)),
+            Err(e) => return Err(failed(FailKind::Crashed, e.to_string())),
+        };
+        drop(guard);
+        info!(solver = %solver_name, nonants = ready.nonants, quadratic = ready.quadratic, "scenario resident");
+        write_msg(send, &Response::Ready { nonants: ready.nonants as u32, quadratic: ready.quadratic })
+            .await
+            .map_err(|e| failed(FailKind::Cancelled, e.to_string()))?;
+        let mut steps = 0u64;
+        loop {
+            let step: crate::ph::augment::Step = tokio::select! {
+                s = read_msg(recv, crate::protocol::MAX_STEP) => match s {
+                    Ok(Some(s)) => s,
+                    Ok(None) => break,
+                    Err(e) => return Err(failed(FailKind::Rejected, format!("bad step: {e}"))),
+                },
+                _ = shared.jobs.cancelled() => return Err(failed(FailKind::Cancelled, "worker is shutting down")),
+            };
+            let Some(permit) = take_slot(&solver_name, shared).await else {
+                return Err(failed(FailKind::Unavailable, "worker is shutting down"));
+            };
+            let cancel = shared.jobs.child_token();
+            let reply = tokio::select! {
+                r = res.step(&step, &cancel) => r,
+                _ = send.stopped() => { cancel.cancel(); Err(RunError::Cancelled) }
+            };
+            drop(permit);
+            if let Ok(mut t) = shared.last_activity.lock() {
+                *t = Instant::now();
+            }
+            steps += 1;
+            let msg = match reply {
+                Ok(r) => Response::Step(r),
+                Err(RunError::Rejected(m)) => failed(FailKind::Rejected, m),
+                Err(RunError::Cancelled) => return Err(failed(FailKind::Cancelled, "step cancelled")),
+                Err(e) => {
+                    warn!("resident solver failed: {e}");
+                    return Err(failed(FailKind::Crashed, e.to_string()));
+                }
+            };
+            write_msg(send, &msg).await.map_err(|e| failed(FailKind::Cancelled, e.to_string()))?;
+        }
+        info!(steps, "scenario released");
+        Ok(())
     }
     .instrument(span)
     .await

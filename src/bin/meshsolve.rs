@@ -156,9 +156,52 @@ enum Cmd {
     Certs(CertsCmd),
     /// Start two local workers, solve the shipped farmer model on them, stop them.
     Demo,
+    /// Progressive hedging of a two-stage stochastic program over the mesh.
+    ///
+    /// SPEC is a TOML file naming the scenario files, their probabilities and the
+    /// first-stage variables (see README), or a directory of scenario files with
+    /// equal probabilities plus --first-stage. Each scenario stays loaded on the
+    /// worker that first solved it; later iterations send only W, x̄ and rho.
+    Ph(PhArgs),
     /// Measure the mesh against solving locally: dispatch overhead, throughput,
     /// transfer, discovery. Medians of repeated runs, with min, max and ratios.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct PhArgs {
+    /// The TOML spec, or a directory of scenario files.
+    spec: PathBuf,
+    /// First-stage variables: names or patterns with * and ? (repeatable).
+    #[arg(long = "first-stage")]
+    first_stage: Vec<String>,
+    /// Default penalty rho (the spec's `rho` otherwise, else 1).
+    #[arg(long)]
+    rho: Option<f64>,
+    /// Converged when the mean |x_s - xbar| falls below this.
+    #[arg(long, default_value_t = 1e-4)]
+    threshold: f64,
+    /// Iteration cap.
+    #[arg(long, default_value_t = 300)]
+    max_iters: usize,
+    /// Compute the Lagrangian lower bound every N iterations (0: only at the end).
+    #[arg(long, default_value_t = 10)]
+    bound_every: usize,
+    /// Solver for the subproblems [default: each worker's best].
+    #[arg(long)]
+    solver: Option<String>,
+    /// Time limit per subproblem solve.
+    #[arg(long, value_parser = cli::parse_duration)]
+    time_limit: Option<Duration>,
+    /// Also solve the extensive form of the same SPEC on the mesh, for comparison.
+    #[arg(long)]
+    ef: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// No per-iteration lines on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -254,6 +297,7 @@ async fn run(opts: Opts) -> anyhow::Result<u8> {
         Some(Cmd::Certs(c)) => certs_cmd(&opts.mesh, c),
         Some(Cmd::Demo) => demo(&opts.mesh).await,
         Some(Cmd::Bench(b)) => bench(&opts.mesh, b).await,
+        Some(Cmd::Ph(p)) => ph(&opts.mesh, p).await,
         None => solve(&opts.mesh, &opts.solve).await,
     }
 }
@@ -283,6 +327,7 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
             time_limit: a.time_limit.map(|d| d.as_secs_f64()),
             mip_gap: a.mip_gap,
             extra: a.options.clone(),
+            warm_start: None,
         },
         format: a.format.map(|f| match f {
             FormatArg::Lp => Format::Lp,
@@ -809,6 +854,117 @@ fn certs_cmd(m: &MeshArgs, c: CertsCmd) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+async fn ph(m: &MeshArgs, a: PhArgs) -> anyhow::Result<u8> {
+    use meshsolve::ph::{self, PhOptions, PhSpec};
+    let spec = PhSpec::load(&a.spec, &a.first_stage)?;
+    let opts = PhOptions {
+        rho: a.rho,
+        threshold: a.threshold,
+        max_iters: a.max_iters,
+        bound_every: a.bound_every,
+        solver: a.solver.clone(),
+        time_limit: a.time_limit.map(|d| d.as_secs_f64()),
+        ..Default::default()
+    };
+    let mesh = Arc::new(Mesh::connect(client_config(m)?).await?);
+    let found = mesh.wait_for_workers(a.solver.as_deref(), m.wait).await?;
+    let slots: u32 = found.iter().map(|w| w.slots).sum();
+    if !a.quiet {
+        eprintln!(
+            "ph: {} scenarios of `{}` on {} worker(s), {slots} slot(s)",
+            spec.scenarios.len(),
+            spec.name,
+            found.len()
+        );
+        eprintln!("{:>5} {:>14} {:>18} {:>9} {:>10}", "iter", "conv", "bound", "seconds", "bytes");
+    }
+    let quiet = a.quiet;
+    let result = ph::run(mesh.clone(), &spec, &opts, |it| {
+        if !quiet {
+            eprintln!(
+                "{:>5} {:>14.6e} {:>18.6} {:>9.2} {:>10}",
+                it.iter, it.conv, it.bound, it.seconds, it.bytes
+            );
+        }
+    })
+    .await?;
+    let ef = if a.ef {
+        let t = Instant::now();
+        let models = spec
+            .scenarios
+            .iter()
+            .map(|(p, prob)| model::read_file(p, None).map(|m| (m, *prob)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let nonants: Vec<Vec<usize>> = models
+            .iter()
+            .map(|(m, _)| {
+                result.xbar.iter().filter_map(|(n, _)| m.cols.iter().position(|c| &c.name == n)).collect()
+            })
+            .collect();
+        let ef = meshsolve::ph::augment::extensive_form(&models, &nonants);
+        let dir = std::env::temp_dir().join(format!("meshsolve-ef-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}-ef.mps", spec.name));
+        ef.write_mps(&mut std::io::BufWriter::new(std::fs::File::create(&path)?))?;
+        let job = JobOptions { solver: a.solver.clone(), prechecked: true, ..Default::default() };
+        let r = mesh.solve_file(&path, &job).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = r?;
+        let sign = if models.first().is_some_and(|(m, _)| m.sense == meshsolve::model::Sense::Maximize) {
+            -1.0
+        } else {
+            1.0
+        };
+        Some((r.solution.status, r.solution.objective.map(|o| sign * o), t.elapsed().as_secs_f64(), r.worker))
+    } else {
+        None
+    };
+    if a.json {
+        let mut v = serde_json::to_value(&result)?;
+        v["xbar"] = serde_json::Value::Object(
+            result.xbar.iter().map(|(n, x)| (n.clone(), serde_json::json!(x))).collect(),
+        );
+        if let Some((st, obj, secs, worker)) = &ef {
+            v["ef"] = serde_json::json!({"status": st.as_str(), "objective": obj, "seconds": secs, "worker": worker});
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}: progressive hedging, {} scenarios", result.name, result.scenarios);
+        println!(
+            "  {} after {} iterations ({:.2} s), proximal term {}",
+            if result.converged { "converged" } else { "stopped at the iteration cap" },
+            result.iterations,
+            result.seconds,
+            if result.quadratic { "quadratic" } else { "linearised" }
+        );
+        match result.expected_cost {
+            Some(e) => println!("  expected cost of xbar   {e:.6}   (first stage fixed in every scenario)"),
+            None => println!("  expected cost of xbar   infeasible for some scenario"),
+        }
+        println!("  trivial bound           {:.6}   (wait-and-see)", result.trivial_bound);
+        println!("  Lagrangian bound        {:.6}", result.lagrangian_bound);
+        if let Some(g) = result.gap {
+            println!("  gap                     {:.4} %", 100.0 * g);
+        }
+        if let Some((st, obj, secs, worker)) = &ef {
+            println!(
+                "  extensive form          {} {}   ({secs:.2} s on {worker})",
+                obj.map(|o| format!("{o:.6}")).unwrap_or_default(),
+                st
+            );
+        }
+        let width = result.xbar.iter().map(|(n, _)| n.len()).max().unwrap_or(8).max(8);
+        println!("  {:<width$}  xbar", "variable");
+        for (n, x) in &result.xbar {
+            println!("  {n:<width$}  {}", fmt_value(*x));
+        }
+    }
+    if let Ok(mesh) = Arc::try_unwrap(mesh) {
+        mesh.close().await;
+    }
+    Ok(if result.converged { 0 } else { 5 })
 }
 
 async fn bench(m: &MeshArgs, b: BenchArgs) -> anyhow::Result<u8> {

@@ -66,12 +66,23 @@ pub struct Model {
     pub cols: Vec<Column>,
     /// Constraints, in file order.
     pub rows: Vec<Row>,
+    /// Diagonal quadratic objective terms `(column, q)` adding `q/2 * x²`; only
+    /// progressive hedging builds these, for solvers that take a QP.
+    #[serde(default)]
+    pub quad: Vec<(u32, f64)>,
 }
 
 impl Model {
     /// An empty minimisation model.
     pub fn new(name: impl Into<String>) -> Self {
-        Model { name: name.into(), sense: Sense::Minimize, offset: 0.0, cols: Vec::new(), rows: Vec::new() }
+        Model {
+            name: name.into(),
+            sense: Sense::Minimize,
+            offset: 0.0,
+            cols: Vec::new(),
+            rows: Vec::new(),
+            quad: Vec::new(),
+        }
     }
 
     /// Number of integer columns.
@@ -86,7 +97,9 @@ impl Model {
 
     /// Objective value of `x` (including the offset).
     pub fn objective_of(&self, x: &[f64]) -> f64 {
-        self.offset + self.cols.iter().zip(x).map(|(c, v)| c.cost * v).sum::<f64>()
+        self.offset
+            + self.cols.iter().zip(x).map(|(c, v)| c.cost * v).sum::<f64>()
+            + self.quad.iter().map(|&(j, q)| 0.5 * q * x[j as usize] * x[j as usize]).sum::<f64>()
     }
 
     /// Writes the model in free MPS; readers of this crate and every common solver take it.

@@ -23,6 +23,10 @@ impl Solver for Highs {
         VERSION.into()
     }
 
+    fn supports_qp(&self) -> bool {
+        true
+    }
+
     fn solve(&self, model: &Model, opts: &SolveOptions) -> Result<Solution, SolveError> {
         let started = Instant::now();
         let solver = format!("highs {VERSION}");
@@ -43,6 +47,24 @@ impl Solver for Highs {
         };
         let mut m = p.optimise(sense);
         m.make_quiet();
+        if !model.quad.is_empty() {
+            if model.num_integers() > 0 {
+                return Err(SolveError::BadOption("HiGHS does not solve mixed-integer QPs".into()));
+            }
+            let mut cols: Vec<Vec<(usize, f64)>> = vec![Vec::new(); model.cols.len()];
+            for &(j, q) in &model.quad {
+                cols[j as usize].push((j as usize, q));
+            }
+            m.try_pass_hessian(highs::HessianFormat::Triangular, cols).map_err(|e| SolveError::Failed {
+                solver: solver.clone(),
+                message: format!("cannot pass the quadratic objective: {e}"),
+            })?;
+        }
+        if let Some(ws) = &opts.warm_start {
+            if ws.len() == model.cols.len() {
+                let _ = m.try_set_solution(Some(ws), None, None, None);
+            }
+        }
         m.set_option("threads", 1);
         m.set_option("mip_rel_gap", opts.mip_gap.unwrap_or(0.0));
         m.set_option("mip_abs_gap", 0.0);

@@ -28,6 +28,11 @@ impl Solver for MicroLp {
                 "microlp takes no solver options (got `{k}`); use --time-limit or --mip-gap"
             )));
         }
+        if !model.quad.is_empty() {
+            return Err(SolveError::BadOption(
+                "microlp solves linear models only (no quadratic terms)".into(),
+            ));
+        }
         let started = Instant::now();
         let solver = format!("microlp {VERSION}");
         let answer = |status, objective, values| Solution {
@@ -85,6 +90,11 @@ impl Solver for MicroLp {
         o.time_limit = opts.time_limit.map(Duration::from_secs_f64);
         if let Some(g) = opts.mip_gap {
             o.mip_gap = g;
+        }
+        if let Some(ws) = &opts.warm_start {
+            if p.has_integer_vars() && ws.len() == vars.len() && ws.iter().all(|v| v.is_finite()) {
+                o.warm_start = Some(vars.iter().copied().zip(ws.iter().copied()).collect());
+            }
         }
         match p.solve_with(o) {
             Ok(outcome) => {

@@ -74,6 +74,9 @@ pub struct SolveOptions {
     pub mip_gap: Option<f64>,
     /// Solver-specific `key=value` options, passed through.
     pub extra: Vec<(String, String)>,
+    /// A starting point (one value per column) for solvers that can use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<Vec<f64>>,
 }
 
 /// Why a solve produced no answer.
@@ -101,6 +104,10 @@ pub trait Solver: Send + Sync {
     fn name(&self) -> &'static str;
     /// Version string of the solver library.
     fn version(&self) -> String;
+    /// Whether it solves convex QPs (a diagonal `quad` objective) of continuous models.
+    fn supports_qp(&self) -> bool {
+        false
+    }
     /// Solves `model`. Blocks until done or the time limit is reached.
     fn solve(&self, model: &Model, opts: &SolveOptions) -> Result<Solution, SolveError>;
 }

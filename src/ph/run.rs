@@ -1,0 +1,515 @@
+//! The progressive hedging driver (Rockafellar–Wets): scenarios resident on
+//! workers, W and x̄ updated each iteration, bounds, and recovery when a worker
+//! dies or joins.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::augment::{Step, StepMode, StepReply};
+use super::spec::PhSpec;
+use crate::client::{check_model, JobFailure, JobOptions, Mesh, ResidentScenario};
+use crate::model::{self, Sense};
+use crate::protocol::SolveRequest;
+use crate::solver::{SolveOptions, Status};
+
+/// PH settings.
+#[derive(Debug, Clone)]
+pub struct PhOptions {
+    /// Default ρ (the spec's `rho`, else this).
+    pub rho: Option<f64>,
+    /// Stop when the mean |x_s − x̄| falls below this.
+    pub threshold: f64,
+    /// Iteration cap.
+    pub max_iters: usize,
+    /// Compute the Lagrangian bound every this many iterations (0: only at the end).
+    pub bound_every: usize,
+    /// Solver to ask for.
+    pub solver: Option<String>,
+    /// Time limit per subproblem solve, seconds.
+    pub time_limit: Option<f64>,
+    /// Attempts per scenario step before giving up (lost workers, crashes).
+    pub max_attempts: u32,
+}
+
+impl Default for PhOptions {
+    fn default() -> Self {
+        PhOptions {
+            rho: None,
+            threshold: 1e-4,
+            max_iters: 300,
+            bound_every: 10,
+            solver: None,
+            time_limit: None,
+            max_attempts: 4,
+        }
+    }
+}
+
+/// One iteration's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhIteration {
+    /// Iteration number (0 = the wait-and-see solves).
+    pub iter: usize,
+    /// Mean |x_s − x̄| over scenarios (probability-weighted) and first-stage variables.
+    pub conv: f64,
+    /// Best lower bound so far (trivial or Lagrangian).
+    pub bound: f64,
+    /// Seconds since the start.
+    pub seconds: f64,
+    /// Bytes sent to workers during this iteration.
+    pub bytes: u64,
+    /// Scenarios (re)loaded on a worker during this iteration.
+    pub loaded: usize,
+}
+
+/// The answer of a PH run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhResult {
+    /// Spec name.
+    pub name: String,
+    /// Number of scenarios.
+    pub scenarios: usize,
+    /// Consensus first-stage values x̄.
+    pub xbar: Vec<(String, f64)>,
+    /// Expected cost of x̄ with the first stage fixed in every scenario (an upper
+    /// bound for minimisation); `None` if x̄ is infeasible for some scenario.
+    pub expected_cost: Option<f64>,
+    /// Wait-and-see bound (iteration 0).
+    pub trivial_bound: f64,
+    /// Best Lagrangian bound from the W's.
+    pub lagrangian_bound: f64,
+    /// Relative gap between `expected_cost` and the best bound.
+    pub gap: Option<f64>,
+    /// Iterations after iteration 0.
+    pub iterations: usize,
+    /// Whether the convergence threshold was reached.
+    pub converged: bool,
+    /// Whether the proximal term was quadratic (else linearised).
+    pub quadratic: bool,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// Every iteration.
+    pub history: Vec<PhIteration>,
+}
+
+/// PH errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PhError {
+    /// The spec or a scenario is wrong; the message says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// A scenario could not be solved anywhere.
+    #[error("scenario {scenario}: {message}")]
+    Scenario {
+        /// Scenario file.
+        scenario: String,
+        /// Why.
+        message: String,
+    },
+}
+
+struct Scenario {
+    path: PathBuf,
+    prob: f64,
+    header: SolveRequest,
+}
+
+/// Which worker holds how many scenarios, and which workers were lost.
+#[derive(Default)]
+struct Placement {
+    load: HashMap<String, usize>,
+    dead: HashSet<String>,
+}
+
+fn pick(mesh: &Mesh, place: &Mutex<Placement>, solver: Option<&str>) -> Option<crate::discovery::WorkerAd> {
+    let p = place.lock().ok()?;
+    mesh.workers().into_iter().filter(|w| w.has_solver(solver) && !p.dead.contains(&w.instance)).min_by(
+        |a, b| {
+            let la = *p.load.get(&a.instance).unwrap_or(&0) as f64 / a.slots.max(1) as f64;
+            let lb = *p.load.get(&b.instance).unwrap_or(&0) as f64 / b.slots.max(1) as f64;
+            la.total_cmp(&lb).then(a.instance.cmp(&b.instance))
+        },
+    )
+}
+
+struct StepOutcome {
+    reply: Result<StepReply, PhError>,
+    resident: Option<ResidentScenario>,
+    bytes: u64,
+    loaded: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    mesh: Arc<Mesh>,
+    place: Arc<Mutex<Placement>>,
+    sc: Arc<Scenario>,
+    nonants: Arc<Vec<String>>,
+    mut resident: Option<ResidentScenario>,
+    step: Step,
+    solver: Option<String>,
+    max_attempts: u32,
+) -> StepOutcome {
+    let mut bytes = 0u64;
+    let mut loaded = false;
+    let mut last = String::new();
+    let release = |w: &str| {
+        if let Ok(mut p) = place.lock() {
+            if let Some(n) = p.load.get_mut(w) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    };
+    for _ in 0..max_attempts {
+        if resident.is_none() {
+            let Some(ad) = pick(&mesh, &place, solver.as_deref()) else {
+                last = "no live worker left".into();
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            };
+            if let Ok(mut p) = place.lock() {
+                *p.load.entry(ad.instance.clone()).or_default() += 1;
+            }
+            match mesh.open_resident(&ad, &sc.path, &sc.header, &nonants).await {
+                Ok(r) => {
+                    bytes += r.bytes;
+                    loaded = true;
+                    resident = Some(r);
+                }
+                Err(JobFailure::Rejected(m)) => {
+                    release(&ad.instance);
+                    return StepOutcome {
+                        reply: Err(PhError::Scenario { scenario: sc.path.display().to_string(), message: m }),
+                        resident: None,
+                        bytes,
+                        loaded,
+                    };
+                }
+                Err(e) => {
+                    release(&ad.instance);
+                    if let JobFailure::Lost(_) = e {
+                        if let Ok(mut p) = place.lock() {
+                            p.dead.insert(ad.instance.clone());
+                        }
+                    }
+                    last = format!("{e:?}");
+                    continue;
+                }
+            }
+        }
+        let r = resident.as_mut().expect("resident set above");
+        let before = r.bytes;
+        let out = r.step(&step).await;
+        bytes += r.bytes - before;
+        match out {
+            Ok(reply) => return StepOutcome { reply: Ok(reply), resident, bytes, loaded },
+            Err(JobFailure::Rejected(m)) => {
+                return StepOutcome {
+                    reply: Err(PhError::Scenario { scenario: sc.path.display().to_string(), message: m }),
+                    resident,
+                    bytes,
+                    loaded,
+                }
+            }
+            Err(e) => {
+                let worker = resident.take().map(|r| r.worker.clone()).unwrap_or_default();
+                warn!(scenario = %sc.path.display(), %worker, "scenario step failed, moving it: {e:?}");
+                release(&worker);
+                if let JobFailure::Lost(_) = e {
+                    if let Ok(mut p) = place.lock() {
+                        p.dead.insert(worker);
+                    }
+                }
+                last = format!("{e:?}");
+            }
+        }
+    }
+    StepOutcome {
+        reply: Err(PhError::Scenario {
+            scenario: sc.path.display().to_string(),
+            message: format!("gave up after {max_attempts} attempts: {last}"),
+        }),
+        resident,
+        bytes,
+        loaded,
+    }
+}
+
+/// Runs PH on the mesh. `progress` sees every iteration as it completes.
+pub async fn run(
+    mesh: Arc<Mesh>,
+    spec: &PhSpec,
+    opts: &PhOptions,
+    mut progress: impl FnMut(&PhIteration),
+) -> Result<PhResult, PhError> {
+    let start = Instant::now();
+    // Read every scenario once: checks them and finds the first-stage variables.
+    let mut nonants: Option<Vec<String>> = None;
+    let mut sense = Sense::Minimize;
+    let mut scenarios = Vec::new();
+    for (k, (path, prob)) in spec.scenarios.iter().enumerate() {
+        check_model(path, None).await.map_err(|e| PhError::Invalid(e.to_string()))?;
+        let p = path.clone();
+        let m = tokio::task::spawn_blocking(move || model::read_file(&p, None))
+            .await
+            .map_err(|e| PhError::Invalid(e.to_string()))?
+            .map_err(|e| PhError::Invalid(e.to_string()))?;
+        let names = spec.first_stage_of(m.cols.iter().map(|c| c.name.as_str()));
+        match &nonants {
+            None => {
+                if names.is_empty() {
+                    return Err(PhError::Invalid(format!(
+                        "no variable of {} matches the first-stage patterns {:?}",
+                        path.display(),
+                        spec.first_stage
+                    )));
+                }
+                sense = m.sense;
+                nonants = Some(names);
+            }
+            Some(first) if *first != names => {
+                return Err(PhError::Invalid(format!(
+                    "scenario {} has first-stage variables {:?}, scenario 0 has {:?}; every scenario needs the same ones",
+                    path.display(),
+                    names,
+                    first
+                )))
+            }
+            Some(_) => {}
+        }
+        if m.sense != sense {
+            return Err(PhError::Invalid(format!(
+                "scenario {k} optimises in the other direction than scenario 0"
+            )));
+        }
+        let job = JobOptions {
+            solver: opts.solver.clone(),
+            solve: SolveOptions { time_limit: opts.time_limit, ..Default::default() },
+            ..Default::default()
+        };
+        let header = Mesh::header(path, &job).map_err(|e| PhError::Invalid(e.to_string()))?;
+        scenarios.push(Arc::new(Scenario { path: path.clone(), prob: *prob, header }));
+    }
+    let nonants = Arc::new(nonants.unwrap_or_default());
+    let sign = if sense == Sense::Maximize { -1.0 } else { 1.0 };
+    let n = nonants.len();
+    let default_rho = opts.rho.or(spec.rho).unwrap_or(1.0);
+    let rho: Vec<f64> = nonants.iter().map(|v| spec.rho_of(v, default_rho)).collect();
+    let probs: Vec<f64> = scenarios.iter().map(|s| s.prob).collect();
+    let place = Arc::new(Mutex::new(Placement::default()));
+    let mut residents: Vec<Option<ResidentScenario>> = scenarios.iter().map(|_| None).collect();
+    let mut quadratic = true;
+    let mut history = Vec::new();
+
+    // Runs one mode on every scenario; `w` gives each scenario's weights.
+    macro_rules! step_all {
+        ($mode:expr, $w:expr, $xbar:expr) => {{
+            let mut set = JoinSet::new();
+            for (k, sc) in scenarios.iter().enumerate() {
+                let step = Step { mode: $mode, w: $w(k), xbar: $xbar.clone(), rho: rho.clone() };
+                set.spawn({
+                    let (mesh, place, sc, nonants, res) =
+                        (mesh.clone(), place.clone(), sc.clone(), nonants.clone(), residents[k].take());
+                    let (solver, attempts) = (opts.solver.clone(), opts.max_attempts);
+                    async move { (k, run_step(mesh, place, sc, nonants, res, step, solver, attempts).await) }
+                });
+            }
+            let mut replies: Vec<Option<StepReply>> = scenarios.iter().map(|_| None).collect();
+            let (mut bytes, mut loaded, mut err) = (0u64, 0usize, None);
+            while let Some(j) = set.join_next().await {
+                let (k, out) = j.map_err(|e| PhError::Invalid(format!("step task failed: {e}")))?;
+                residents[k] = out.resident;
+                bytes += out.bytes;
+                loaded += out.loaded as usize;
+                match out.reply {
+                    Ok(r) => {
+                        quadratic &= r.quadratic;
+                        replies[k] = Some(r);
+                    }
+                    Err(e) => err = Some(e),
+                }
+            }
+            if let Some(e) = err {
+                return Err(e);
+            }
+            let replies: Vec<StepReply> =
+                replies.into_iter().map(|r| r.expect("every scenario answered")).collect();
+            (replies, bytes, loaded)
+        }};
+    }
+
+    let zero = vec![0.0; n];
+    let no_w = |_k: usize| zero.clone();
+    let (replies, bytes, loaded) = step_all!(StepMode::Plain, no_w, zero);
+    let objective = |r: &StepReply, s: &str| -> Result<f64, PhError> {
+        match (r.status, r.objective) {
+            (Status::Optimal | Status::Feasible, Some(f)) => Ok(f),
+            (st, _) => {
+                Err(PhError::Scenario { scenario: s.to_string(), message: format!("subproblem is {st}") })
+            }
+        }
+    };
+    let mut trivial = 0.0;
+    for (k, r) in replies.iter().enumerate() {
+        trivial += probs[k] * objective(r, &scenarios[k].path.display().to_string())?;
+    }
+    let mut x: Vec<Vec<f64>> = replies.iter().map(|r| r.x.clone()).collect();
+    let average = |x: &Vec<Vec<f64>>| -> Vec<f64> {
+        (0..n).map(|i| x.iter().zip(&probs).map(|(xs, p)| p * xs[i]).sum()).collect()
+    };
+    let conv_of = |x: &Vec<Vec<f64>>, xbar: &Vec<f64>| -> f64 {
+        if n == 0 {
+            return 0.0;
+        }
+        x.iter()
+            .zip(&probs)
+            .map(|(xs, p)| p * xs.iter().zip(xbar).map(|(a, b)| (a - b).abs()).sum::<f64>())
+            .sum::<f64>()
+            / n as f64
+    };
+    let mut xbar = average(&x);
+    let mut w: Vec<Vec<f64>> =
+        x.iter().map(|xs| (0..n).map(|i| rho[i] * (xs[i] - xbar[i])).collect()).collect();
+    let mut conv = conv_of(&x, &xbar);
+    let mut best_bound = trivial;
+    let it0 = PhIteration {
+        iter: 0,
+        conv,
+        bound: sign * best_bound,
+        seconds: start.elapsed().as_secs_f64(),
+        bytes,
+        loaded,
+    };
+    progress(&it0);
+    history.push(it0);
+    let mut iter = 0;
+    let mut lagrangian = f64::NEG_INFINITY;
+    let mut converged = conv < opts.threshold;
+    while !converged && iter < opts.max_iters {
+        iter += 1;
+        rebalance(&mesh, &place, &mut residents, opts.solver.as_deref());
+        let wk = |k: usize| w[k].clone();
+        let (replies, bytes, loaded) = step_all!(StepMode::Prox, wk, xbar);
+        for (k, r) in replies.iter().enumerate() {
+            objective(r, &scenarios[k].path.display().to_string())?;
+            x[k] = r.x.clone();
+        }
+        xbar = average(&x);
+        for (k, xs) in x.iter().enumerate() {
+            for i in 0..n {
+                w[k][i] += rho[i] * (xs[i] - xbar[i]);
+            }
+        }
+        conv = conv_of(&x, &xbar);
+        converged = conv < opts.threshold;
+        let mut bytes = bytes;
+        if converged || iter == opts.max_iters || (opts.bound_every > 0 && iter % opts.bound_every == 0) {
+            let wk = |k: usize| w[k].clone();
+            let (replies, b2, _) = step_all!(StepMode::Plain, wk, xbar);
+            bytes += b2;
+            let mut l = 0.0;
+            for (k, r) in replies.iter().enumerate() {
+                let f = objective(r, &scenarios[k].path.display().to_string())?;
+                l += probs[k] * (f + r.x.iter().zip(&w[k]).map(|(a, b)| a * b).sum::<f64>());
+            }
+            lagrangian = lagrangian.max(l);
+            best_bound = best_bound.max(l);
+        }
+        let it = PhIteration {
+            iter,
+            conv,
+            bound: sign * best_bound,
+            seconds: start.elapsed().as_secs_f64(),
+            bytes,
+            loaded,
+        };
+        progress(&it);
+        history.push(it);
+    }
+    // The expected cost of x̄, first stage fixed in every scenario.
+    let (replies, _, _) = step_all!(StepMode::Fixed, no_w, xbar);
+    let mut expected = Some(0.0);
+    for (k, r) in replies.iter().enumerate() {
+        match (r.status, r.objective, expected) {
+            (Status::Optimal | Status::Feasible, Some(f), Some(e)) => expected = Some(e + probs[k] * f),
+            _ => expected = None,
+        }
+    }
+    for r in residents.into_iter().flatten() {
+        r.close();
+    }
+    let gap = expected.map(|e| (e - best_bound).abs() / e.abs().max(1e-9));
+    info!(iterations = iter, converged, "PH done");
+    Ok(PhResult {
+        name: spec.name.clone(),
+        scenarios: scenarios.len(),
+        xbar: nonants.iter().cloned().zip(xbar).collect(),
+        expected_cost: expected.map(|e| sign * e),
+        trivial_bound: sign * trivial,
+        lagrangian_bound: sign * lagrangian,
+        gap,
+        iterations: iter,
+        converged,
+        quadratic,
+        seconds: start.elapsed().as_secs_f64(),
+        history,
+    })
+}
+
+/// Gives workers that joined since the last iteration their share: scenarios of
+/// the most loaded workers are released, and the next step loads them on the newcomers.
+fn rebalance(
+    mesh: &Mesh,
+    place: &Mutex<Placement>,
+    residents: &mut [Option<ResidentScenario>],
+    solver: Option<&str>,
+) {
+    let Ok(p) = place.lock() else { return };
+    let live: Vec<_> = mesh
+        .workers()
+        .into_iter()
+        .filter(|w| w.has_solver(solver) && !p.dead.contains(&w.instance))
+        .collect();
+    let total_slots: u32 = live.iter().map(|w| w.slots.max(1)).sum();
+    let newcomers: Vec<_> =
+        live.iter().filter(|w| p.load.get(&w.instance).copied().unwrap_or(0) == 0).collect();
+    if newcomers.is_empty() || total_slots == 0 {
+        return;
+    }
+    let share: usize =
+        newcomers.iter().map(|w| residents.len() * w.slots.max(1) as usize / total_slots as usize).sum();
+    drop(p);
+    let mut moved = 0;
+    while moved < share {
+        // Release one scenario from the most loaded worker.
+        let busiest = {
+            let Ok(p) = place.lock() else { return };
+            p.load.iter().max_by_key(|(_, n)| **n).map(|(w, n)| (w.clone(), *n))
+        };
+        let Some((worker, count)) = busiest else { break };
+        if count <= 1 {
+            break;
+        }
+        let Some(slot) = residents.iter_mut().find(|r| r.as_ref().is_some_and(|r| r.worker == worker)) else {
+            break;
+        };
+        if let Some(r) = slot.take() {
+            r.close();
+        }
+        if let Ok(mut p) = place.lock() {
+            if let Some(n) = p.load.get_mut(&worker) {
+                *n -= 1;
+            }
+        }
+        moved += 1;
+    }
+    if moved > 0 {
+        info!(moved, "gave scenarios to newly joined workers");
+    }
+}

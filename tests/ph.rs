@@ -1,0 +1,127 @@
+//! Progressive hedging over real workers: the farmer, its scalable version,
+//! and a worker killed mid-run.
+
+mod common;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn xbar_ok(v: &serde_json::Value) {
+    let x = &v["xbar"];
+    for (name, want) in [
+        ("DevotedAcreage_WHEAT", 170.0),
+        ("DevotedAcreage_CORN", 80.0),
+        ("DevotedAcreage_SUGAR_BEETS", 250.0),
+    ] {
+        let got = x[name].as_f64().unwrap();
+        assert!((got - want).abs() <= 0.5, "{name}: {got}, expected {want} ± 0.5");
+    }
+}
+
+#[test]
+fn farmer_three_scenarios_on_two_workers() {
+    let mut mesh = Mesh::new("ph3");
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.wait_for_workers(2);
+    let spec = examples().join("farmer/farmer.toml");
+    let out = mesh.run(&["ph", spec.to_str().unwrap(), "--ef", "--json", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json_of(&out);
+    let e = v["expected_cost"].as_f64().unwrap();
+    assert!(close(e, -108390.0, 1e-4), "expected cost {e}");
+    xbar_ok(&v);
+    assert!(close(v["ef"]["objective"].as_f64().unwrap(), -108390.0, 1e-6), "{}", v["ef"]);
+    assert!(close(v["trivial_bound"].as_f64().unwrap(), -115405.555556, 1e-6));
+    let lb = v["lagrangian_bound"].as_f64().unwrap();
+    assert!(lb <= -108390.0 + 1e-3 && lb >= -115405.6, "Lagrangian bound {lb}");
+    assert_eq!(v["converged"], true);
+    // Later iterations send only W, xbar and rho: a few hundred bytes, not models.
+    let hist = v["history"].as_array().unwrap();
+    assert!(hist[1]["bytes"].as_u64().unwrap() < 1000, "{}", hist[1]);
+    assert!(hist[0]["bytes"].as_u64().unwrap() > 1000, "{}", hist[0]);
+    // Both workers held scenarios.
+    let logs: Vec<String> = mesh.workers.iter().map(|w| w.log_text()).collect();
+    assert!(logs.iter().all(|l| l.contains("scenario resident")), "{logs:?}");
+}
+
+#[test]
+fn a_directory_of_scenarios_with_a_first_stage_pattern() {
+    let mut mesh = Mesh::new("phdir");
+    mesh.start_worker(&["--slots", "2"]);
+    mesh.wait_for_workers(1);
+    let dir = mesh.home_path().join("scen");
+    std::fs::create_dir_all(&dir).unwrap();
+    for k in 0..3 {
+        std::fs::copy(examples().join(format!("farmer/scen{k}.lp")), dir.join(format!("scen{k}.lp")))
+            .unwrap();
+    }
+    let out =
+        mesh.run(&["ph", dir.to_str().unwrap(), "--first-stage", "DevotedAcreage_*", "--json", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    xbar_ok(&json_of(&out));
+    // Without the pattern the error says what to add.
+    let out = mesh.run(&["ph", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--first-stage"), "{}", show(&out));
+}
+
+#[test]
+fn farmer_thirty_scenarios_matches_the_extensive_form() {
+    let mut mesh = Mesh::new("ph30");
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.wait_for_workers(2);
+    let dir = mesh.home_path().join("f30");
+    meshsolve::ph::farmer::write(&dir, 30).unwrap();
+    let out = mesh.run(&[
+        "ph",
+        dir.join("farmer.toml").to_str().unwrap(),
+        "--ef",
+        "--json",
+        "--quiet",
+        "--max-iters",
+        "150",
+    ]);
+    assert!(matches!(out.status.code(), Some(0) | Some(5)), "{}", show(&out));
+    let v = json_of(&out);
+    let e = v["expected_cost"].as_f64().unwrap();
+    assert!(close(e, -131722.2106, 1e-3), "PH expected cost {e}");
+    assert!(close(v["ef"]["objective"].as_f64().unwrap(), -131722.2106, 1e-6), "{}", v["ef"]);
+}
+
+#[test]
+fn a_worker_killed_mid_run_does_not_change_the_answer() {
+    let mut mesh = Mesh::new("phkill");
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.wait_for_workers(3);
+    let dir = mesh.home_path().join("f30");
+    meshsolve::ph::farmer::write(&dir, 30).unwrap();
+    let child = mesh
+        .cmd()
+        .args(["ph", dir.join("farmer.toml").to_str().unwrap(), "--json", "--max-iters", "150"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill a worker once the run is under way (its resident solver processes exist).
+    let victim = mesh.workers[1].pid();
+    let t = Instant::now();
+    while children_of(victim).len() < 3 {
+        assert!(t.elapsed() < Duration::from_secs(30), "no resident scenarios on the victim");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    mesh.workers[1].signal(libc::SIGKILL);
+    let out = child.wait_with_output().unwrap();
+    assert!(matches!(out.status.code(), Some(0) | Some(5)), "{}", show(&out));
+    let v = json_of(&out);
+    let e = v["expected_cost"].as_f64().unwrap();
+    assert!(close(e, -131722.2106, 1e-3), "PH expected cost {e} after losing a worker");
+    let reloaded: u64 =
+        v["history"].as_array().unwrap().iter().skip(1).map(|h| h["loaded"].as_u64().unwrap()).sum();
+    assert!(reloaded > 0, "the lost worker's scenarios must be loaded elsewhere");
+}
