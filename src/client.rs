@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::certs::{self, NamespaceCa, CLIENT_NAME};
 use crate::discovery::mdns::Mdns;
@@ -42,6 +42,10 @@ pub struct ClientConfig {
     pub interfaces: Vec<String>,
     /// Workers given by address; when non-empty, mDNS is not used.
     pub static_workers: Vec<String>,
+    /// A static name server, `HOST[:PORT]` (from `PYRO_NS_HOSTNAME` / `PYRO_NS_PORT`).
+    pub name_server: Option<String>,
+    /// Browse mDNS (turn off where multicast is blocked).
+    pub mdns: bool,
 }
 
 impl ClientConfig {
@@ -54,6 +58,8 @@ impl ClientConfig {
                 .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
                 .unwrap_or_default(),
             static_workers: Vec::new(),
+            name_server: crate::nameserver::from_env(),
+            mdns: true,
         }
     }
 }
@@ -140,6 +146,12 @@ pub struct Mesh {
     foreign: Arc<Mutex<u32>>,
     changed: watch::Receiver<u64>,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Connections to name servers (a different TLS server name than workers).
+    ns_conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Workers reached only through a name server's relay.
+    relayed: Mutex<std::collections::HashSet<String>>,
+    /// Why the name server last failed to answer, if it did.
+    ns_status: Arc<Mutex<Option<String>>>,
     mdns: Option<Arc<Mdns>>,
 }
 
@@ -153,18 +165,39 @@ impl Mesh {
         let foreign = Arc::new(Mutex::new(0));
         let (tx, changed) = watch::channel(0u64);
         let mut mdns = None;
+        let ns_status = Arc::new(Mutex::new(None));
         if cfg.static_workers.is_empty() {
-            let m = Arc::new(Mdns::new(&cfg.interfaces).map_err(anyhow::Error::from)?);
-            let rx = m.browse().map_err(anyhow::Error::from)?;
+            let (etx, erx) = mpsc::unbounded_channel();
+            if cfg.mdns {
+                let m = Arc::new(Mdns::new(&cfg.interfaces).map_err(anyhow::Error::from)?);
+                let mut rx = m.browse().map_err(anyhow::Error::from)?;
+                let etx = etx.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        if etx.send((Source::Mdns, ev)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                mdns = Some(m);
+            }
+            if let Some(spec) = &cfg.name_server {
+                tokio::spawn(poll_name_server(
+                    endpoint.clone(),
+                    spec.clone(),
+                    cfg.namespace.clone(),
+                    etx.clone(),
+                    ns_status.clone(),
+                ));
+            }
             tokio::spawn(track(
-                rx,
+                erx,
                 cfg.namespace.clone(),
                 ca.fingerprint(),
                 workers.clone(),
                 foreign.clone(),
                 tx,
             ));
-            mdns = Some(m);
         }
         Ok(Mesh {
             cfg,
@@ -174,6 +207,9 @@ impl Mesh {
             foreign,
             changed,
             conns: Mutex::new(HashMap::new()),
+            ns_conns: Mutex::new(HashMap::new()),
+            relayed: Mutex::new(Default::default()),
+            ns_status,
             mdns,
         })
     }
@@ -224,12 +260,19 @@ impl Mesh {
         let found: Vec<WorkerAd> = self.workers().into_iter().filter(|w| w.has_solver(solver)).collect();
         if found.is_empty() {
             let foreign = self.foreign.lock().map(|f| *f).unwrap_or(0);
+            let ns_note = match (&self.cfg.name_server, self.ns_status.lock().ok().and_then(|s| s.clone())) {
+                (Some(ns), Some(err)) => format!("; name server {ns} unreachable: {err}"),
+                (Some(ns), None) => format!("; name server {ns} lists none"),
+                (None, _) => String::new(),
+            };
             return Err(ClientError::NoWorkers {
                 namespace: self.cfg.namespace.clone(),
                 solver: solver.map(|s| format!(" with solver `{s}`")).unwrap_or_default(),
                 waited: start.elapsed().as_secs_f64(),
                 seen: if foreign > 0 {
-                    format!(" ({foreign} worker advert(s) of other namespaces or CAs were ignored)")
+                    format!(" ({foreign} worker advert(s) of other namespaces or CAs were ignored{ns_note})")
+                } else if !ns_note.is_empty() {
+                    format!(" ({})", ns_note.trim_start_matches("; "))
                 } else {
                     String::new()
                 },
@@ -261,6 +304,7 @@ impl Mesh {
                 ca_fingerprint: self.ca_fingerprint.clone(),
                 protocol: crate::protocol::VERSION,
                 version: String::new(),
+                relay: None,
             };
             let st = self.status(&probe).await?;
             let ad = WorkerAd {
@@ -285,9 +329,70 @@ impl Mesh {
         Ok(found)
     }
 
+    /// Opens a stream to a worker: directly, or through the name server that
+    /// relays to it when it cannot be reached directly.
+    pub(crate) async fn open(&self, ad: &WorkerAd) -> Result<Stream, ClientError> {
+        let relay_only = self.relayed.lock().map(|r| r.contains(&ad.instance)).unwrap_or(false);
+        if !relay_only || ad.relay.is_none() {
+            let patience =
+                if ad.relay.is_some() { Duration::from_millis(1500) } else { Duration::from_secs(5) };
+            match self.connection(ad, patience).await {
+                Ok((conn, addr)) => {
+                    let (send, recv) = conn
+                        .open_bi()
+                        .await
+                        .map_err(|e| ClientError::Connect(format!("cannot open a stream to {addr}: {e}")))?;
+                    return Ok(Stream { send, recv, conn, addr });
+                }
+                Err(e) if ad.relay.is_none() => return Err(e),
+                Err(e) => {
+                    info!(worker = %ad.instance, "not reachable directly ({e}); using the name server's relay");
+                    if let Ok(mut r) = self.relayed.lock() {
+                        r.insert(ad.instance.clone());
+                    }
+                }
+            }
+        }
+        let ns = ad.relay.expect("checked above");
+        let conn = self.ns_connection(ns).await?;
+        let (mut send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| ClientError::Connect(format!("cannot open a stream to name server {ns}: {e}")))?;
+        write_msg(&mut send, &Request::Relay { instance: ad.instance.clone() })
+            .await
+            .map_err(|e| ClientError::Connect(format!("relay through {ns} failed: {e}")))?;
+        Ok(Stream { send, recv, conn, addr: ns })
+    }
+
+    /// A (cached) connection to the name server at `addr`.
+    pub(crate) async fn ns_connection(&self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {
+        if let Some(c) = self.ns_conns.lock().ok().and_then(|m| m.get(&addr).cloned()) {
+            if c.close_reason().is_none() {
+                return Ok(c);
+            }
+        }
+        let name = transport::ns_server_name(&self.cfg.namespace);
+        let connecting = self
+            .endpoint
+            .connect(addr, &name)
+            .map_err(|e| ClientError::Connect(format!("cannot connect to name server {addr}: {e}")))?;
+        let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
+            .await
+            .map_err(|_| ClientError::Connect(format!("name server {addr} did not answer within 5 s")))?
+            .map_err(|e| {
+                ClientError::Connect(transport::explain_connect_error(addr, &self.cfg.namespace, &e))
+            })?;
+        if let Ok(mut m) = self.ns_conns.lock() {
+            m.insert(addr, conn.clone());
+        }
+        Ok(conn)
+    }
+
     pub(crate) async fn connection(
         &self,
         ad: &WorkerAd,
+        patience: Duration,
     ) -> Result<(quinn::Connection, SocketAddr), ClientError> {
         let mut last = String::from("worker has no address");
         let mut addrs: Vec<SocketAddr> = ad.best_addr().into_iter().collect();
@@ -305,7 +410,7 @@ impl Mesh {
                     continue;
                 }
             };
-            match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+            match tokio::time::timeout(patience, connecting).await {
                 Ok(Ok(conn)) => {
                     if let Ok(mut m) = self.conns.lock() {
                         m.insert(addr, conn.clone());
@@ -313,7 +418,12 @@ impl Mesh {
                     return Ok((conn, addr));
                 }
                 Ok(Err(e)) => last = transport::explain_connect_error(addr, &self.cfg.namespace, &e),
-                Err(_) => last = format!("worker {addr} did not complete the handshake within 5 s"),
+                Err(_) => {
+                    last = format!(
+                        "worker {addr} did not complete the handshake within {:.1} s",
+                        patience.as_secs_f64()
+                    )
+                }
             }
         }
         Err(ClientError::Connect(last))
@@ -321,9 +431,8 @@ impl Mesh {
 
     /// Asks a worker for its state.
     pub async fn status(&self, ad: &WorkerAd) -> Result<WorkerStatus, ClientError> {
-        let (conn, addr) = self.connection(ad).await?;
+        let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
         let io = async {
-            let (mut send, mut recv) = conn.open_bi().await?;
             write_msg(&mut send, &Request::Status).await?;
             send.finish()?;
             let st: Option<WorkerStatus> = read_msg(&mut recv, MAX_CONTROL).await?;
@@ -339,9 +448,8 @@ impl Mesh {
 
     /// Asks a worker to exit.
     pub async fn shutdown_worker(&self, ad: &WorkerAd) -> Result<ShutdownAck, ClientError> {
-        let (conn, addr) = self.connection(ad).await?;
+        let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
         let io = async {
-            let (mut send, mut recv) = conn.open_bi().await?;
             write_msg(&mut send, &Request::Shutdown).await?;
             send.finish()?;
             let ack: Option<ShutdownAck> = read_msg(&mut recv, MAX_CONTROL).await?;
@@ -399,9 +507,9 @@ impl Mesh {
         path: &Path,
         header: &SolveRequest,
     ) -> Result<(Solution, SocketAddr), JobFailure> {
-        let (conn, addr) = self.connection(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
+        let Stream { mut send, mut recv, conn, addr } =
+            self.open(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
         let retry = |e: &dyn std::fmt::Display| JobFailure::Retry(format!("{e}"));
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| retry(&e))?;
         write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| retry(&e))?;
         let mut file = tokio::fs::File::open(path)
             .await
@@ -443,12 +551,12 @@ impl Mesh {
         header: &SolveRequest,
         nonants: &[String],
     ) -> Result<ResidentScenario, JobFailure> {
-        let (conn, addr) = self.connection(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
+        let Stream { mut send, mut recv, conn, addr } =
+            self.open(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
         let lost = |e: &dyn std::fmt::Display| match conn.close_reason() {
             Some(r) => JobFailure::Lost(format!("lost worker {addr}: {r}")),
             None => JobFailure::Retry(format!("stream to {addr} failed: {e}")),
         };
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
         let open = crate::protocol::ResidentOpen { model: header.clone(), nonants: nonants.to_vec() };
         write_msg(&mut send, &Request::Resident(open)).await.map_err(|e| lost(&e))?;
         let mut file = tokio::fs::File::open(path)
@@ -476,9 +584,8 @@ impl Mesh {
     /// Sends a model and returns once the worker has it and a solver slot (its
     /// `Started` reply); the solve is then cancelled. For transfer benchmarks.
     pub async fn upload(&self, ad: &WorkerAd, path: &Path, header: &SolveRequest) -> Result<(), ClientError> {
-        let (conn, addr) = self.connection(ad).await?;
+        let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
         let fail = |e: &dyn std::fmt::Display| ClientError::Connect(format!("upload to {addr} failed: {e}"));
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| fail(&e))?;
         write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| fail(&e))?;
         let mut file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
         tokio::io::copy(&mut file, &mut send).await.map_err(|e| fail(&e))?;
@@ -494,9 +601,8 @@ impl Mesh {
 
     /// Streams `size` bytes to a worker, which discards them: raw QUIC throughput.
     pub async fn discard(&self, ad: &WorkerAd, size: u64) -> Result<(), ClientError> {
-        let (conn, addr) = self.connection(ad).await?;
+        let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
         let fail = |e: &dyn std::fmt::Display| ClientError::Connect(format!("stream to {addr} failed: {e}"));
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| fail(&e))?;
         write_msg(&mut send, &Request::Discard { size }).await.map_err(|e| fail(&e))?;
         let chunk = vec![0x5au8; 1 << 16];
         let mut left = size;
@@ -534,6 +640,16 @@ pub async fn check_model(path: &Path, format: Option<Format>) -> Result<(), Clie
         .await
         .map_err(|e| ClientError::Setup(anyhow::anyhow!("model check failed: {e}")))??;
     Ok(())
+}
+
+/// A stream to a worker, direct or relayed.
+pub(crate) struct Stream {
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+    /// The connection carrying it (to the worker, or to the relaying name server).
+    pub conn: quinn::Connection,
+    /// Where it goes.
+    pub addr: SocketAddr,
 }
 
 /// A scenario resident on a worker: one open stream, one step at a time.
@@ -597,8 +713,15 @@ pub enum JobFailure {
     Unavailable(String),
 }
 
+/// Where an advert came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Mdns,
+    NameServer,
+}
+
 async fn track(
-    mut rx: mpsc::UnboundedReceiver<DiscoveryEvent>,
+    mut rx: mpsc::UnboundedReceiver<(Source, DiscoveryEvent)>,
     namespace: String,
     ca: String,
     workers: Arc<Mutex<HashMap<String, WorkerAd>>>,
@@ -606,7 +729,15 @@ async fn track(
     tx: watch::Sender<u64>,
 ) {
     let mut seen_foreign = std::collections::HashSet::new();
-    while let Some(ev) = rx.recv().await {
+    // Per instance: its advert from mDNS and from the name server.
+    let mut by_source: HashMap<String, (Option<WorkerAd>, Option<WorkerAd>)> = HashMap::new();
+    while let Some((source, ev)) = rx.recv().await {
+        let instance = match &ev {
+            DiscoveryEvent::Up(ad) => ad.instance.clone(),
+            DiscoveryEvent::Down(i) => i.clone(),
+        };
+        let entry = by_source.entry(instance.clone()).or_default();
+        let slot = if source == Source::Mdns { &mut entry.0 } else { &mut entry.1 };
         match ev {
             DiscoveryEvent::Up(ad) => {
                 if ad.namespace != namespace
@@ -620,18 +751,93 @@ async fn track(
                     }
                     continue;
                 }
-                debug!(instance = %ad.instance, addrs = ?ad.addrs, "worker up");
-                if let Ok(mut w) = workers.lock() {
-                    w.insert(ad.instance.clone(), ad);
-                }
+                debug!(instance = %ad.instance, addrs = ?ad.addrs, ?source, "worker up");
+                *slot = Some(ad);
             }
-            DiscoveryEvent::Down(instance) => {
-                debug!(%instance, "worker down");
-                if let Ok(mut w) = workers.lock() {
+            DiscoveryEvent::Down(_) => {
+                debug!(%instance, ?source, "worker down");
+                *slot = None;
+            }
+        }
+        // mDNS adverts carry addresses seen on this LAN; the name server adds its relay.
+        let merged = match (&entry.0, &entry.1) {
+            (Some(m), Some(n)) => Some(WorkerAd { relay: n.relay, ..m.clone() }),
+            (Some(m), None) => Some(m.clone()),
+            (None, Some(n)) => Some(n.clone()),
+            (None, None) => None,
+        };
+        if let Ok(mut w) = workers.lock() {
+            match merged {
+                Some(ad) => {
+                    w.insert(instance, ad);
+                }
+                None => {
                     w.remove(&instance);
+                    by_source.remove(&instance);
                 }
             }
         }
         tx.send_modify(|v| *v += 1);
+    }
+}
+
+/// Polls a name server for the namespace's workers and turns changes into events.
+async fn poll_name_server(
+    endpoint: quinn::Endpoint,
+    spec: String,
+    namespace: String,
+    tx: mpsc::UnboundedSender<(Source, DiscoveryEvent)>,
+    status: Arc<Mutex<Option<String>>>,
+) {
+    let server_name = transport::ns_server_name(&namespace);
+    let mut known: std::collections::HashSet<String> = Default::default();
+    let mut conn: Option<quinn::Connection> = None;
+    loop {
+        let round = async {
+            let addr = crate::nameserver::resolve(&spec).await?;
+            let c = match conn.take().filter(|c| c.close_reason().is_none()) {
+                Some(c) => c,
+                None => endpoint.connect(addr, &server_name)?.await?,
+            };
+            let reply = crate::nameserver::call(&c, &Request::List).await?;
+            conn = Some(c);
+            match reply {
+                crate::protocol::NsReply::Workers(ads) => Ok((addr, ads)),
+                other => anyhow::bail!("unexpected reply {other:?}"),
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(5), round).await {
+            Ok(Ok((addr, ads))) => {
+                if let Ok(mut st) = status.lock() {
+                    *st = None;
+                }
+                let now: std::collections::HashSet<String> = ads.iter().map(|a| a.instance.clone()).collect();
+                for mut ad in ads {
+                    ad.relay = Some(addr);
+                    if tx.send((Source::NameServer, DiscoveryEvent::Up(ad))).is_err() {
+                        return;
+                    }
+                }
+                for gone in known.difference(&now) {
+                    let _ = tx.send((Source::NameServer, DiscoveryEvent::Down(gone.clone())));
+                }
+                known = now;
+            }
+            Ok(Err(e)) => {
+                debug!("name server {spec}: {e:#}");
+                if let Ok(mut st) = status.lock() {
+                    *st = Some(format!("{e:#}"));
+                }
+            }
+            Err(_) => {
+                if let Ok(mut st) = status.lock() {
+                    *st = Some("no answer within 5 s".into());
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
     }
 }

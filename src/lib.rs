@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod examples;
 pub mod local;
 pub mod model;
+pub mod nameserver;
 pub mod ph;
 pub mod protocol;
 pub mod results;

@@ -102,6 +102,8 @@ impl LocalWorkers {
             home: self.home.clone(),
             interfaces: self.interfaces.clone(),
             static_workers: Vec::new(),
+            name_server: None,
+            mdns: true,
         }
     }
 

@@ -112,6 +112,20 @@ pub enum Request {
     /// bytes follow, then [`crate::ph::augment::Step`] frames, each answered by
     /// [`Response::Step`], until the client finishes the stream.
     Resident(ResidentOpen),
+    /// Name server: register the calling worker (on this connection) for a lease.
+    Register(crate::discovery::WorkerAd),
+    /// Name server: extend the calling worker's lease.
+    Refresh {
+        /// Instance registered on this connection.
+        instance: String,
+    },
+    /// Name server: the workers registered in the caller's namespace.
+    List,
+    /// Name server: pipe the rest of this stream to a registered worker (relay).
+    Relay {
+        /// Worker instance.
+        instance: String,
+    },
     /// Read and discard `size` bytes that follow the frame, then answer
     /// [`Response::Received`]: raw stream throughput, for `meshsolve bench`.
     Discard {
@@ -218,6 +232,20 @@ pub struct WorkerStatus {
     pub busy: u32,
     /// Whether it is draining (shutting down, taking no new jobs).
     pub draining: bool,
+}
+
+/// Name server replies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum NsReply {
+    /// Registered or refreshed; refresh again within this many seconds.
+    Leased {
+        /// Lease length, seconds.
+        seconds: f64,
+    },
+    /// The registered workers of the caller's namespace.
+    Workers(Vec<crate::discovery::WorkerAd>),
+    /// Refused, with the reason (wrong namespace, unknown registration, no such worker).
+    Refused(String),
 }
 
 /// Reply to [`Request::Shutdown`].

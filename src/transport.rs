@@ -139,3 +139,83 @@ pub fn explain_connect_error(addr: SocketAddr, namespace: &str, err: &quinn::Con
         format!("connection to worker {addr} failed: {text}")
     }
 }
+
+/// TLS server name a client or worker of namespace `ns` asks the name server for:
+/// the namespace in hex, split into DNS labels, under `.meshns`.
+pub fn ns_server_name(ns: &str) -> String {
+    let hex: String = ns.bytes().map(|b| format!("{b:02x}")).collect();
+    let labels: Vec<String> =
+        hex.as_bytes().chunks(60).map(|c| format!("x{}", String::from_utf8_lossy(c))).collect();
+    format!("{}.meshns", labels.join("."))
+}
+
+/// The namespace a name-server TLS server name stands for.
+pub fn ns_of_server_name(name: &str) -> Option<String> {
+    let body = name.strip_suffix(".meshns")?;
+    let mut hex = String::new();
+    for label in body.split('.') {
+        hex.push_str(label.strip_prefix('x')?);
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Picks the name server's certificate for the namespace named by the client's SNI.
+#[derive(Debug)]
+struct SniResolver {
+    keys: std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl rustls::server::ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.keys.get(hello.server_name()?).cloned()
+    }
+}
+
+/// Server side of a name server serving several namespaces: one certificate per
+/// namespace, chosen by SNI; client certificates of any of those namespaces are
+/// accepted at the handshake, and [`client_namespace_ok`] then checks that the
+/// client belongs to the namespace it asked for.
+pub fn name_server_config(cas: &[crate::certs::NamespaceCa]) -> Result<quinn::ServerConfig, TransportError> {
+    let tls_err = |e: &dyn std::fmt::Display| TransportError::Tls(e.to_string());
+    let mut roots = RootCertStore::empty();
+    let mut keys = std::collections::HashMap::new();
+    for ca in cas {
+        roots.add(ca.cert.clone()).map_err(|e| tls_err(&e))?;
+        let name = ns_server_name(&ca.namespace);
+        let id = ca.issue(&name).map_err(|e| tls_err(&e))?;
+        let key = rustls::crypto::ring::sign::any_supported_type(&id.key).map_err(|e| tls_err(&e))?;
+        keys.insert(name, Arc::new(rustls::sign::CertifiedKey::new(id.chain, key)));
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| tls_err(&e))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls_err(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(SniResolver { keys }));
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| tls_err(&e))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(transport_config());
+    Ok(cfg)
+}
+
+/// The namespace a name-server connection asked for (SNI), if its client
+/// certificate is signed by that namespace's CA; `None` otherwise.
+pub fn client_namespace_ok(conn: &quinn::Connection, cas: &[crate::certs::NamespaceCa]) -> Option<String> {
+    let hd = conn.handshake_data()?.downcast::<quinn::crypto::rustls::HandshakeData>().ok()?;
+    let ns = ns_of_server_name(hd.server_name.as_deref()?)?;
+    let ca = cas.iter().find(|c| c.namespace == ns)?;
+    let chain = conn.peer_identity()?.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    let (leaf, rest) = chain.split_first()?;
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.cert.clone()).ok()?;
+    let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().ok()?;
+    v.verify_client_cert(leaf, rest, rustls::pki_types::UnixTime::now()).ok()?;
+    Some(ns)
+}

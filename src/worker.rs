@@ -56,6 +56,8 @@ pub struct WorkerConfig {
     pub max_model: u64,
     /// Address-space limit of each solver process, bytes.
     pub solver_memory: Option<u64>,
+    /// A static name server to register with, `HOST[:PORT]`.
+    pub name_server: Option<String>,
 }
 
 struct Shared {
@@ -84,7 +86,9 @@ pub async fn run(
     let ca = NamespaceCa::load_or_create(&cfg.home, &cfg.namespace)
         .with_context(|| format!("cannot load or create the CA of namespace `{}`", cfg.namespace))?;
     let id = ca.issue(WORKER_NAME)?;
-    let endpoint = crate::transport::server_endpoint(&id, cfg.bind)?;
+    let mut endpoint = crate::transport::server_endpoint(&id, cfg.bind)?;
+    // The same socket dials out to a name server, if any (one UDP port in all).
+    endpoint.set_default_client_config(crate::transport::client_config(&id)?);
     let local = endpoint.local_addr()?;
     let tmp = std::env::temp_dir().join(format!("meshworker-{}-{}", std::process::id(), local.port()));
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -99,6 +103,7 @@ pub async fn run(
         ca_fingerprint: ca.fingerprint(),
         protocol: crate::protocol::VERSION,
         version: env!("CARGO_PKG_VERSION").into(),
+        relay: None,
     };
     discovery.announce(&ad)?;
     info!(instance = %cfg.instance, namespace = %cfg.namespace, addr = %local, slots = cfg.slots,
@@ -119,6 +124,17 @@ pub async fn run(
         cfg,
     });
     let tracker = TaskTracker::new();
+    if let Some(ns) = shared.cfg.name_server.clone() {
+        let (sh, tr) = (shared.clone(), tracker.clone());
+        tracker.spawn(crate::nameserver::keep_registered(
+            endpoint.clone(),
+            ns,
+            shared.cfg.namespace.clone(),
+            ad.clone(),
+            shared.stop.clone(),
+            move |conn| handle_connection(conn, sh.clone(), tr.clone()),
+        ));
+    }
     let idle_check = async {
         match shared.cfg.idle_exit {
             Some(limit) => loop {
@@ -251,6 +267,10 @@ async fn handle_stream(
             if let Err(r) = resident(open, &mut send, &mut recv, shared).await {
                 write_msg(&mut send, &r).await?;
             }
+        }
+        Request::Register(_) | Request::Refresh { .. } | Request::List | Request::Relay { .. } => {
+            let msg = "this is a meshworker, not a name server (meshns)";
+            write_msg(&mut send, &crate::protocol::NsReply::Refused(msg.into())).await?;
         }
         Request::Discard { size } => {
             let mut limited = tokio::io::AsyncReadExt::take(&mut recv, size);

@@ -14,6 +14,8 @@ fn config(mesh: &common::Mesh) -> ClientConfig {
         home: mesh.home_path().to_path_buf(),
         interfaces: vec!["lo".into()],
         static_workers: Vec::new(),
+        name_server: None,
+        mdns: true,
     }
 }
 

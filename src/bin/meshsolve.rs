@@ -80,6 +80,13 @@ struct MeshArgs {
     /// Directory holding namespace CAs [default: ~/.config/meshsolve].
     #[arg(long, env = "MESHSOLVE_HOME", global = true)]
     home: Option<PathBuf>,
+    /// Also ask this static name server (`meshns`), HOST[:PORT], for workers; defaults to
+    /// PYRO_NS_HOSTNAME and PYRO_NS_PORT when set. Workers found both ways are merged.
+    #[arg(long = "ns", value_name = "HOST[:PORT]", global = true)]
+    name_server: Option<String>,
+    /// Do not browse mDNS (multicast blocked); rely on --ns or --worker.
+    #[arg(long, global = true)]
+    no_mdns: bool,
     /// Log level (error, warn, info, debug); RUST_LOG overrides it.
     #[arg(long, default_value = "warn", global = true)]
     log_level: String,
@@ -286,6 +293,10 @@ fn client_config(m: &MeshArgs) -> anyhow::Result<ClientConfig> {
     }
     c.interfaces = m.interfaces.clone();
     c.static_workers = m.workers.clone();
+    if m.name_server.is_some() {
+        c.name_server = m.name_server.clone();
+    }
+    c.mdns = !m.no_mdns;
     Ok(c)
 }
 

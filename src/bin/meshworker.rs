@@ -50,6 +50,14 @@ struct Opts {
     /// more fails like a crash and is retried elsewhere, instead of starving the box.
     #[arg(long, value_name = "MIB")]
     solver_memory: Option<u64>,
+    /// Register with this static name server (`meshns`), HOST[:PORT], as well as (or,
+    /// with --no-mdns, instead of) advertising over mDNS. Defaults to PYRO_NS_HOSTNAME
+    /// and PYRO_NS_PORT when set.
+    #[arg(long = "ns", value_name = "HOST[:PORT]")]
+    name_server: Option<String>,
+    /// Do not advertise over mDNS (multicast blocked); use --ns.
+    #[arg(long)]
+    no_mdns: bool,
     /// Instance name to advertise [default: HOST-PORT].
     #[arg(long)]
     name: Option<String>,
@@ -118,8 +126,16 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         solver_exe: std::env::current_exe().context("cannot find my own executable")?,
         max_model: worker::DEFAULT_MAX_MODEL,
         solver_memory: opts.solver_memory.map(|m| m << 20),
+        name_server: opts.name_server.or_else(meshsolve::nameserver::from_env),
     };
-    let discovery = Arc::new(Mdns::new(&opts.interfaces).context("cannot start mDNS")?);
+    let discovery: Arc<dyn meshsolve::discovery::Discovery> = if opts.no_mdns {
+        if cfg.name_server.is_none() {
+            eprintln!("meshworker: warning: --no-mdns without --ns or PYRO_NS_HOSTNAME: clients can only reach this worker with --worker ADDRESS");
+        }
+        Arc::new(meshsolve::discovery::Off)
+    } else {
+        Arc::new(Mdns::new(&opts.interfaces).context("cannot start mDNS")?)
+    };
     let shutdown = CancellationToken::new();
     cli::on_signals(shutdown.clone(), "meshworker");
     worker::run(cfg, discovery, shutdown, |addr| {

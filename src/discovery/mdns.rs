@@ -107,6 +107,7 @@ pub fn decode(
         ca_fingerprint: get("ca")?,
         protocol: get("proto")?.parse().ok()?,
         version: get("ver").unwrap_or_default(),
+        relay: None,
     })
 }
 

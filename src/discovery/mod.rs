@@ -13,7 +13,7 @@ pub use crate::protocol::SolverInfo;
 pub const SERVICE_TYPE: &str = "_meshsolve._udp.local.";
 
 /// What a worker advertises.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerAd {
     /// Unique instance name (`<host>-<port>` by default).
     pub instance: String,
@@ -31,6 +31,9 @@ pub struct WorkerAd {
     pub protocol: u32,
     /// meshsolve version.
     pub version: String,
+    /// A name server that relays to this worker, for clients that cannot reach it directly.
+    #[serde(default)]
+    pub relay: Option<SocketAddr>,
 }
 
 impl WorkerAd {
@@ -73,4 +76,17 @@ pub trait Discovery: Send + Sync {
     fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError>;
     /// Withdraws announcements (mDNS goodbye) and stops the back-end.
     fn shutdown(&self);
+}
+
+/// No discovery at all (`--no-mdns` without a name server, or workers given by address).
+pub struct Off;
+
+impl Discovery for Off {
+    fn announce(&self, _ad: &WorkerAd) -> Result<(), DiscoveryError> {
+        Ok(())
+    }
+    fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError> {
+        Ok(mpsc::unbounded_channel().1)
+    }
+    fn shutdown(&self) {}
 }

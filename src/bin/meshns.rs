@@ -1,0 +1,82 @@
+//! `meshns`: the static name server for networks where multicast is blocked.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Parser;
+use meshsolve::{certs, cli, nameserver};
+use tokio_util::sync::CancellationToken;
+
+/// Rendezvous and relay for meshsolve workers and clients where mDNS cannot reach
+/// (multicast blocked, several subnets). Point workers and clients at it with
+/// PYRO_NS_HOSTNAME=this-host (and PYRO_NS_PORT if not 9090), or with --ns.
+///
+/// It serves every namespace whose CA it holds under its home directory, each
+/// isolated exactly as on the LAN: a peer's TLS certificate must be signed by the CA
+/// of the namespace it asks for. Workers register and refresh a lease; clients list
+/// their namespace's workers, and reach those they cannot reach directly through it.
+#[derive(Parser, Debug)]
+#[command(name = "meshns", version, max_term_width = 100)]
+struct Opts {
+    /// UDP port (Pyro's PYRO_NS_PORT).
+    #[arg(long, short = 'p', env = "PYRO_NS_PORT", default_value_t = nameserver::DEFAULT_PORT)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Namespaces to serve (repeatable) [default: every namespace CA under the home
+    /// directory, or your own namespace if there is none].
+    #[arg(long = "namespace", short = 'n')]
+    namespaces: Vec<String>,
+    /// Directory holding namespace CAs [default: ~/.config/meshsolve].
+    #[arg(long, env = "MESHSOLVE_HOME")]
+    home: Option<PathBuf>,
+    /// Registration lease: a worker that stops refreshing disappears after this long.
+    #[arg(long, default_value = "6s", value_parser = cli::parse_duration)]
+    lease: Duration,
+    /// Log level or filter (error, warn, info, debug); RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    let opts = Opts::parse();
+    cli::init_tracing(&opts.log_level);
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshns: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(opts: Opts) -> anyhow::Result<()> {
+    let home = opts.home.unwrap_or_else(certs::default_home);
+    let mut namespaces = opts.namespaces;
+    if namespaces.is_empty() {
+        namespaces = nameserver::namespaces_in(&home);
+    }
+    if namespaces.is_empty() {
+        namespaces.push(certs::default_namespace());
+    }
+    for ns in &namespaces {
+        certs::validate_namespace(ns)?;
+    }
+    if opts.lease < Duration::from_millis(500) {
+        bail!("--lease must be at least 500ms");
+    }
+    let cfg = nameserver::NsConfig {
+        bind: SocketAddr::new(opts.bind, opts.port),
+        namespaces,
+        home,
+        lease: opts.lease,
+    };
+    let shutdown = CancellationToken::new();
+    cli::on_signals(shutdown.clone(), "meshns");
+    nameserver::run(cfg, shutdown, |addr| eprintln!("meshns: listening on {addr}")).await
+}

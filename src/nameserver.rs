@@ -1,0 +1,390 @@
+//! The static name server (`meshns`) for networks where multicast is blocked,
+//! found through `PYRO_NS_HOSTNAME` / `PYRO_NS_PORT` as Pyro's was.
+//!
+//! It speaks the mesh's QUIC + mutual-TLS protocol and serves many namespaces
+//! at once: the TLS server name says which namespace a peer wants, and the
+//! peer's certificate must be signed by that namespace's CA. Workers register
+//! over an outbound connection and keep it alive (lease + refresh); a worker
+//! whose connection drops or whose lease runs out disappears within seconds.
+//! Clients list a namespace's workers, and reach the ones they cannot reach
+//! directly through the name server, which relays a stream over the worker's
+//! own outbound connection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::certs::NamespaceCa;
+use crate::discovery::WorkerAd;
+use crate::protocol::{read_msg, write_msg, NsReply, Request, MAX_CONTROL};
+use crate::transport;
+
+/// Default UDP port of the name server (Pyro's name server used 9090 too).
+pub const DEFAULT_PORT: u16 = 9090;
+
+/// How long a registration lives without a refresh.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(6);
+
+/// The name server address from `PYRO_NS_HOSTNAME` and `PYRO_NS_PORT`, if set.
+pub fn from_env() -> Option<String> {
+    let host = std::env::var("PYRO_NS_HOSTNAME").ok().filter(|h| !h.is_empty())?;
+    let port = std::env::var("PYRO_NS_PORT").ok().and_then(|p| p.parse::<u16>().ok()).unwrap_or(DEFAULT_PORT);
+    Some(if host.contains(':') && !host.starts_with('[') && host.parse::<std::net::Ipv6Addr>().is_err() {
+        host
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+/// Resolves `HOST[:PORT]` (default port [`DEFAULT_PORT`]).
+pub async fn resolve(spec: &str) -> anyhow::Result<SocketAddr> {
+    let with_port =
+        if spec.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !spec.ends_with(']') {
+            spec.to_string()
+        } else {
+            format!("{spec}:{DEFAULT_PORT}")
+        };
+    let mut addrs = tokio::net::lookup_host(with_port.as_str())
+        .await
+        .with_context(|| format!("cannot resolve name server `{spec}`"))?;
+    addrs.next().with_context(|| format!("name server `{spec}` resolves to nothing"))
+}
+
+struct Entry {
+    ad: WorkerAd,
+    conn: quinn::Connection,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// (namespace, instance) → registration.
+    entries: HashMap<(String, String), Entry>,
+}
+
+/// Name server settings.
+#[derive(Debug, Clone)]
+pub struct NsConfig {
+    /// UDP address to bind.
+    pub bind: SocketAddr,
+    /// Namespaces served (their CAs must be under `home`).
+    pub namespaces: Vec<String>,
+    /// Where namespace CAs live.
+    pub home: std::path::PathBuf,
+    /// Lease length.
+    pub lease: Duration,
+}
+
+/// The namespaces found under `home` (directories holding `ca.key`).
+pub fn namespaces_in(home: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(home)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("ca.key").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Runs the name server until `shutdown` fires.
+pub async fn run(
+    cfg: NsConfig,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let mut cas = Vec::new();
+    for ns in &cfg.namespaces {
+        cas.push(
+            NamespaceCa::load_or_create(&cfg.home, ns)
+                .with_context(|| format!("cannot load the CA of namespace `{ns}`"))?,
+        );
+    }
+    let cas = Arc::new(cas);
+    let server = transport::name_server_config(&cas)?;
+    let endpoint =
+        quinn::Endpoint::server(server, cfg.bind).with_context(|| format!("cannot bind UDP {}", cfg.bind))?;
+    let local = endpoint.local_addr()?;
+    info!(addr = %local, namespaces = ?cfg.namespaces, "name server ready");
+    on_ready(local);
+    let reg = Arc::new(Mutex::new(Registry::default()));
+    let lease = cfg.lease;
+    let expiry = {
+        let reg = reg.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = Instant::now();
+                if let Ok(mut r) = reg.lock() {
+                    r.entries.retain(|(ns, inst), e| {
+                        let keep = e.expires > now && e.conn.close_reason().is_none();
+                        if !keep {
+                            info!(namespace = %ns, worker = %inst, "registration expired");
+                        }
+                        keep
+                    });
+                }
+            }
+        })
+    };
+    loop {
+        let incoming = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+        };
+        let (reg, cas) = (reg.clone(), cas.clone());
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(%remote, "refused connection: {e}");
+                    return;
+                }
+            };
+            let Some(ns) = transport::client_namespace_ok(&conn, &cas) else {
+                warn!(%remote, "refused a peer whose certificate does not belong to the namespace it asked for");
+                conn.close(2u32.into(), b"certificate not signed by the requested namespace's CA");
+                return;
+            };
+            serve(conn, ns.clone(), reg, lease)
+                .instrument(tracing::info_span!("peer", %remote, namespace = %ns))
+                .await;
+        });
+    }
+    expiry.abort();
+    endpoint.close(0u32.into(), b"name server exiting");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(())
+}
+
+async fn serve(conn: quinn::Connection, ns: String, reg: Arc<Mutex<Registry>>, lease: Duration) {
+    loop {
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!("peer gone: {e}");
+                break;
+            }
+        };
+        let (conn, ns, reg) = (conn.clone(), ns.clone(), reg.clone());
+        tokio::spawn(async move {
+            let req: Request = match read_msg(&mut recv, MAX_CONTROL).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("bad message: {e}");
+                    let _ = write_msg(&mut send, &NsReply::Refused(format!("bad message: {e}"))).await;
+                    let _ = send.finish();
+                    return;
+                }
+            };
+            let reply = match req {
+                Request::Register(mut ad) => {
+                    if ad.namespace != ns {
+                        warn!(claimed = %ad.namespace, "refused a registration for another namespace");
+                        NsReply::Refused(format!(
+                            "registration for namespace `{}` on a connection of namespace `{ns}`",
+                            ad.namespace
+                        ))
+                    } else {
+                        // Clients reach it at its own addresses or, failing that, through us.
+                        ad.addrs.retain(|a| !a.ip().is_unspecified());
+                        if ad.addrs.is_empty() || ad.addrs.iter().all(|a| a.ip().is_loopback()) {
+                            let seen = conn.remote_address();
+                            let port = ad.addrs.first().map(|a| a.port()).unwrap_or(seen.port());
+                            ad.addrs.insert(0, SocketAddr::new(seen.ip(), port));
+                        }
+                        info!(worker = %ad.instance, addrs = ?ad.addrs, "registered");
+                        if let Ok(mut r) = reg.lock() {
+                            r.entries.insert(
+                                (ns.clone(), ad.instance.clone()),
+                                Entry { ad, conn: conn.clone(), expires: Instant::now() + lease },
+                            );
+                        }
+                        NsReply::Leased { seconds: lease.as_secs_f64() }
+                    }
+                }
+                Request::Refresh { instance } => {
+                    let mut r = match reg.lock() {
+                        Ok(r) => r,
+                        Err(_) => return,
+                    };
+                    match r.entries.get_mut(&(ns.clone(), instance.clone())) {
+                        Some(e) if e.conn.stable_id() == conn.stable_id() => {
+                            e.expires = Instant::now() + lease;
+                            NsReply::Leased { seconds: lease.as_secs_f64() }
+                        }
+                        _ => {
+                            warn!(%instance, "refused a lease refresh for a registration this peer does not hold");
+                            NsReply::Refused(format!(
+                                "no registration of `{instance}` on this connection; register again"
+                            ))
+                        }
+                    }
+                }
+                Request::List => {
+                    let now = Instant::now();
+                    let ads = reg
+                        .lock()
+                        .map(|r| {
+                            r.entries
+                                .iter()
+                                .filter(|((n, _), e)| *n == ns && e.expires > now)
+                                .map(|(_, e)| e.ad.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    NsReply::Workers(ads)
+                }
+                Request::Relay { instance } => {
+                    let target = reg
+                        .lock()
+                        .ok()
+                        .and_then(|r| r.entries.get(&(ns.clone(), instance.clone())).map(|e| e.conn.clone()));
+                    match target {
+                        Some(wconn) => {
+                            relay(send, recv, wconn, &instance).await;
+                            return;
+                        }
+                        None => {
+                            NsReply::Refused(format!("no worker `{instance}` registered in namespace `{ns}`"))
+                        }
+                    }
+                }
+                other => NsReply::Refused(format!("a name server does not answer {}", request_name(&other))),
+            };
+            let _ = write_msg(&mut send, &reply).await;
+            let _ = send.finish();
+        });
+    }
+}
+
+fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::Solve(_) => "solve requests (send those to a worker, or relay them)",
+        Request::Status => "status requests",
+        Request::Shutdown => "shutdown requests",
+        Request::Resident(_) => "resident-scenario requests",
+        Request::Discard { .. } => "discard requests",
+        _ => "this request",
+    }
+}
+
+/// Pipes a client stream to a new stream on the worker's connection, both ways.
+async fn relay(
+    mut csend: quinn::SendStream,
+    mut crecv: quinn::RecvStream,
+    wconn: quinn::Connection,
+    instance: &str,
+) {
+    let (mut wsend, mut wrecv) = match wconn.open_bi().await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = write_msg(&mut csend, &NsReply::Refused(format!("worker `{instance}` unreachable: {e}")))
+                .await;
+            let _ = csend.finish();
+            return;
+        }
+    };
+    debug!(%instance, "relaying a stream");
+    let up = async {
+        let _ = tokio::io::copy(&mut crecv, &mut wsend).await;
+        let _ = wsend.finish();
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut wrecv, &mut csend).await;
+        let _ = csend.finish();
+    };
+    tokio::join!(up, down);
+}
+
+/// Worker side: registers `ad` with the name server at `addr` and keeps the
+/// registration alive, reconnecting (and re-registering) whenever the
+/// connection drops, e.g. after a name server restart. Streams the name server
+/// opens on this connection (relayed jobs) are served by `serve`.
+pub async fn keep_registered<F, Fut>(
+    endpoint: quinn::Endpoint,
+    ns_addr: String,
+    namespace: String,
+    ad: WorkerAd,
+    stop: CancellationToken,
+    serve: F,
+) where
+    F: Fn(quinn::Connection) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let server_name = transport::ns_server_name(&namespace);
+    let mut backoff = Duration::from_millis(250);
+    let mut warned = false;
+    while !stop.is_cancelled() {
+        let attempt = async {
+            let addr = resolve(&ns_addr).await?;
+            let conn = endpoint.connect(addr, &server_name)?.await?;
+            let reply = call(&conn, &Request::Register(ad.clone())).await?;
+            let lease = match reply {
+                NsReply::Leased { seconds } => Duration::from_secs_f64(seconds.max(0.5)),
+                NsReply::Refused(m) => anyhow::bail!("name server refused the registration: {m}"),
+                other => anyhow::bail!("unexpected reply {other:?}"),
+            };
+            Ok::<_, anyhow::Error>((conn, lease))
+        };
+        let (conn, lease) = match tokio::select! { r = attempt => r, _ = stop.cancelled() => break } {
+            Ok(v) => v,
+            Err(e) => {
+                if !warned {
+                    warn!("cannot register with name server {ns_addr}: {e:#}; retrying");
+                    warned = true;
+                }
+                tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.cancelled() => break }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        info!(%ns_addr, "registered with the name server");
+        warned = false;
+        backoff = Duration::from_millis(250);
+        let serving = tokio::spawn(serve(conn.clone()));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(lease / 3) => {}
+                _ = conn.closed() => break,
+            }
+            match call(&conn, &Request::Refresh { instance: ad.instance.clone() }).await {
+                Ok(NsReply::Leased { .. }) => {}
+                Ok(other) => {
+                    warn!("name server dropped the registration ({other:?}); registering again");
+                    break;
+                }
+                Err(e) => {
+                    warn!("lost the name server: {e:#}; reconnecting");
+                    break;
+                }
+            }
+        }
+        serving.abort();
+        conn.close(0u32.into(), b"re-registering");
+    }
+}
+
+/// One request/reply exchange with a name server.
+pub async fn call(conn: &quinn::Connection, req: &Request) -> anyhow::Result<NsReply> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_msg(&mut send, req).await?;
+    send.finish()?;
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        read_msg::<NsReply>(&mut recv, crate::protocol::MAX_RESPONSE),
+    )
+    .await
+    .context("name server did not answer within 5 s")??;
+    reply.context("name server closed the stream")
+}

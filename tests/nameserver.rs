@@ -1,0 +1,198 @@
+//! The static name server on loopback: workers and clients with mDNS off find
+//! each other through it, a restart is survived, namespaces stay isolated,
+//! and bad requests are refused while the daemon keeps serving.
+
+mod common;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const NS_EXE: &str = env!("CARGO_BIN_EXE_meshns");
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_ns(home: &Path, port: u16, namespaces: &[&str], log: &Path) -> Proc {
+    let mut c = Command::new(NS_EXE);
+    c.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+    for n in namespaces {
+        c.args(["--namespace", n]);
+    }
+    let child = c
+        .env("MESHSOLVE_HOME", home)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !std::fs::read_to_string(log).unwrap_or_default().contains("listening on") {
+        assert!(t.elapsed() < Duration::from_secs(10), "meshns did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Proc(child)
+}
+
+fn start_worker(home: &Path, ns: &str, port: u16, log: &Path) -> Proc {
+    Proc(
+        Command::new(WORKER)
+            .args(["--namespace", ns, "--no-mdns", "--ns", &format!("127.0.0.1:{port}"), "--slots", "1"])
+            .env("MESHSOLVE_HOME", home)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn client(home: &Path, ns: &str, port: u16) -> Command {
+    let mut c = Command::new(CLIENT);
+    c.args(["--namespace", ns, "--no-mdns"])
+        .env("MESHSOLVE_HOME", home)
+        .env("PYRO_NS_HOSTNAME", "127.0.0.1")
+        .env("PYRO_NS_PORT", port.to_string())
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn listed(home: &Path, ns: &str, port: u16) -> Vec<serde_json::Value> {
+    let out = client(home, ns, port).args(["workers", "--json", "--wait", "2s"]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+fn wait_listed(home: &Path, ns: &str, port: u16, n: usize) -> Duration {
+    let t = Instant::now();
+    loop {
+        if listed(home, ns, port).len() == n {
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{n} workers of {ns} never listed");
+    }
+}
+
+fn make_ca(home: &Path, ns: &str) {
+    let out = Command::new(CLIENT)
+        .args(["--namespace", ns, "certs", "show"])
+        .env("MESHSOLVE_HOME", home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn multicast_free_mesh_through_the_name_server_survives_a_restart() {
+    let home = tempfile::tempdir().unwrap();
+    let ns = unique_ns("nsrv");
+    make_ca(home.path(), &ns);
+    let port = free_udp_port();
+    let log = home.path().join("ns.log");
+    let mut daemon = Some(start_ns(home.path(), port, &[&ns], &log));
+    let _w1 = start_worker(home.path(), &ns, port, &home.path().join("w1.log"));
+    let _w2 = start_worker(home.path(), &ns, port, &home.path().join("w2.log"));
+    wait_listed(home.path(), &ns, port, 2);
+
+    // A batch of slow models; the daemon is killed and restarted in the middle.
+    let dir = home.path().join("slow");
+    std::fs::create_dir_all(&dir).unwrap();
+    let hard = hard_model(&dir);
+    for i in 0..10 {
+        std::fs::copy(&hard, dir.join(format!("s{i}.lp"))).unwrap();
+    }
+    std::fs::remove_file(&hard).unwrap();
+    let batch = client(home.path(), &ns, port)
+        .args(["--json", "--quiet", "--time-limit", "400ms", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    drop(daemon.take()); // SIGKILL
+    std::thread::sleep(Duration::from_millis(500));
+    daemon = Some(start_ns(home.path(), port, &[&ns], &log));
+    let out = batch.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 10);
+    let workers: std::collections::HashSet<&str> = v.iter().map(|r| r["worker"].as_str().unwrap()).collect();
+    assert_eq!(workers.len(), 2, "both workers took jobs: {workers:?}");
+    // The workers registered again with the restarted daemon, without being restarted.
+    let again = wait_listed(home.path(), &ns, port, 2);
+    assert!(again < Duration::from_secs(15), "re-registration took {again:?}");
+    drop(daemon);
+}
+
+#[test]
+fn namespaces_through_one_daemon_are_isolated_and_bad_requests_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let (a, b) = (unique_ns("nsa"), unique_ns("nsb"));
+    make_ca(home.path(), &a);
+    make_ca(home.path(), &b);
+    let port = free_udp_port();
+    let _daemon = start_ns(home.path(), port, &[&a, &b], &home.path().join("ns.log"));
+    let _wa = start_worker(home.path(), &a, port, &home.path().join("wa.log"));
+    let _wb1 = start_worker(home.path(), &b, port, &home.path().join("wb1.log"));
+    let _wb2 = start_worker(home.path(), &b, port, &home.path().join("wb2.log"));
+    wait_listed(home.path(), &a, port, 1);
+    wait_listed(home.path(), &b, port, 2);
+    assert_eq!(listed(home.path(), &a, port).len(), 1, "namespace a sees only its own worker");
+
+    // A stranger (own CA, same namespace name) is refused by the daemon.
+    let stranger = tempfile::tempdir().unwrap();
+    make_ca(stranger.path(), &a);
+    let out = client(stranger.path(), &a, port).args(["workers", "--wait", "2s"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+
+    // Raw protocol abuse through the library.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use meshsolve::certs::{NamespaceCa, CLIENT_NAME};
+        use meshsolve::nameserver::call;
+        use meshsolve::protocol::{NsReply, Request};
+        let ca = NamespaceCa::load_or_create(home.path(), &a).unwrap();
+        let ep = meshsolve::transport::client_endpoint(&ca.issue(CLIENT_NAME).unwrap()).unwrap();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let conn = ep.connect(addr, &meshsolve::transport::ns_server_name(&a)).unwrap().await.unwrap();
+        let NsReply::Workers(ads) = call(&conn, &Request::List).await.unwrap() else { panic!("list") };
+        assert_eq!(ads.len(), 1);
+        // A registration claiming the other namespace.
+        let mut fake = ads[0].clone();
+        fake.namespace = b.clone();
+        fake.instance = "intruder".into();
+        assert!(matches!(call(&conn, &Request::Register(fake)).await.unwrap(), NsReply::Refused(m) if m.contains("namespace")));
+        // A lease refresh for a registration this connection does not hold.
+        let r = call(&conn, &Request::Refresh { instance: ads[0].instance.clone() }).await.unwrap();
+        assert!(matches!(r, NsReply::Refused(_)), "{r:?}");
+        // Garbage.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&[0, 0, 0, 3, 0xff, 0xfe, 0xfd]).await.unwrap();
+        send.finish().unwrap();
+        let r: Option<NsReply> = meshsolve::protocol::read_msg(&mut recv, 65536).await.unwrap();
+        assert!(matches!(r, Some(NsReply::Refused(_))), "{r:?}");
+        // Asking for namespace b's name with a's certificate: refused.
+        let conn_b = ep.connect(addr, &meshsolve::transport::ns_server_name(&b)).unwrap().await;
+        if let Ok(c) = conn_b {
+            assert!(call(&c, &Request::List).await.is_err(), "a's certificate must not open b's namespace");
+        }
+        // Still serving.
+        let NsReply::Workers(ads) = call(&conn, &Request::List).await.unwrap() else { panic!("list") };
+        assert_eq!(ads.len(), 1);
+    });
+    // b's workers still solve for b.
+    let out = client(home.path(), &b, port)
+        .args(["--json", examples().join("knapsack.lp").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
+}
