@@ -32,7 +32,9 @@ impl Lab {
 
     /// Builds `hosts` hosts on one bridge, multicast on.
     fn new(hosts: usize) -> Lab {
-        let prefix = format!("ms{}", std::process::id());
+        static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let prefix =
+            format!("ms{}n{}", std::process::id(), LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let lab = Lab { prefix: prefix.clone(), hosts, procs: Vec::new() };
         let br = format!("{prefix}br");
         ip(&["netns", "add", &br]);
@@ -167,4 +169,139 @@ fn three_hosts_find_each_other_over_mdns_and_solve() {
         let a = r["address"].as_str().unwrap();
         assert!(a.starts_with("10.231.0.1:") || a.starts_with("10.231.0.2:"), "{a}");
     }
+}
+
+fn has_iptables() -> bool {
+    let ok = Command::new("iptables").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: needs iptables (CI installs it)");
+    }
+    ok
+}
+
+impl Lab {
+    fn iptables(&self, i: usize, rule: &[&str]) {
+        let out = self.exec(i, "iptables").args(rule).output().unwrap();
+        assert!(out.status.success(), "iptables {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn block_multicast(&self, i: usize) {
+        self.iptables(i, &["-A", "OUTPUT", "-d", "224.0.0.0/4", "-j", "DROP"]);
+        self.iptables(i, &["-A", "INPUT", "-d", "224.0.0.0/4", "-j", "DROP"]);
+    }
+}
+
+/// h1 runs meshns; h2 and h3 run workers with multicast dropped; h4 is the client.
+/// With `isolate_client`, h4 can reach only h1, so every job is relayed.
+fn name_server_lab(isolate_client: bool) {
+    if !can_run() || !has_iptables() {
+        return;
+    }
+    let mut lab = Lab::new(4);
+    let home = tempfile::tempdir().unwrap();
+    let ns = unique_ns("nslab");
+    let out = Command::new(CLIENT)
+        .args(["--namespace", &ns, "certs", "show"])
+        .env("MESHSOLVE_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for i in 2..=4 {
+        lab.block_multicast(i);
+    }
+    if isolate_client {
+        for i in 2..=3 {
+            lab.iptables(4, &["-A", "OUTPUT", "-d", &Lab::addr(i), "-j", "DROP"]);
+            lab.iptables(4, &["-A", "INPUT", "-s", &Lab::addr(i), "-j", "DROP"]);
+        }
+    }
+    let log = |name: &str| std::fs::File::create(home.path().join(name)).unwrap();
+    let nsd = lab
+        .exec(1, env!("CARGO_BIN_EXE_meshns"))
+        .args(["--namespace", &ns])
+        .env("MESHSOLVE_HOME", home.path())
+        .stdout(Stdio::null())
+        .stderr(log("ns.log"))
+        .spawn()
+        .unwrap();
+    lab.procs.push(nsd);
+    for i in 2..=3 {
+        let w = lab
+            .exec(i, WORKER)
+            .args([
+                "--namespace",
+                &ns,
+                "--interface",
+                "eth0",
+                "--slots",
+                "1",
+                "--name",
+                &format!("worker-h{i}"),
+            ])
+            .env("MESHSOLVE_HOME", home.path())
+            .env("PYRO_NS_HOSTNAME", Lab::addr(1))
+            .stdout(Stdio::null())
+            .stderr(log(&format!("h{i}.log")))
+            .spawn()
+            .unwrap();
+        lab.procs.push(w);
+    }
+    let client = |args: &[&str]| -> Output {
+        lab.exec(4, CLIENT)
+            .args(["--namespace", &ns, "--interface", "eth0"])
+            .args(args)
+            .env("MESHSOLVE_HOME", home.path())
+            .env("PYRO_NS_HOSTNAME", Lab::addr(1))
+            .env_remove("MESHSOLVE_INTERFACE")
+            .output()
+            .unwrap()
+    };
+    let t = Instant::now();
+    loop {
+        let out = client(&["workers", "--json", "--wait", "2s"]);
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v.len() == 2 {
+            break;
+        }
+        let logs: String = ["ns.log", "h2.log", "h3.log"]
+            .iter()
+            .map(|f| format!("--- {f}\n{}", std::fs::read_to_string(home.path().join(f)).unwrap_or_default()))
+            .collect();
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "h4 does not see both workers: {}\n{logs}",
+            show(&out)
+        );
+    }
+    let dir = home.path().join("batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..8 {
+        std::fs::copy(examples().join("farmer/farmer.lp"), dir.join(format!("f{i}.lp"))).unwrap();
+    }
+    let out = client(&["--json", "--quiet", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 8);
+    assert!(v.iter().all(|r| close(r["objective"].as_f64().unwrap(), -108390.0, 1e-6)));
+    let workers: std::collections::HashSet<&str> = v.iter().map(|r| r["worker"].as_str().unwrap()).collect();
+    assert_eq!(workers.len(), 2, "both workers solved: {workers:?}");
+    let via_ns = v
+        .iter()
+        .filter(|r| r["address"].as_str().unwrap().starts_with(&format!("{}:", Lab::addr(1))))
+        .count();
+    if isolate_client {
+        assert_eq!(via_ns, 8, "every job must go through the relay: {v:?}");
+    } else {
+        assert_eq!(via_ns, 0, "reachable workers are used directly: {v:?}");
+    }
+}
+
+#[test]
+fn name_server_when_multicast_is_blocked() {
+    name_server_lab(false);
+}
+
+#[test]
+fn name_server_relays_to_workers_the_client_cannot_reach() {
+    name_server_lab(true);
 }

@@ -114,7 +114,15 @@ pub fn decode(
 impl Discovery for Mdns {
     fn announce(&self, ad: &WorkerAd) -> Result<(), DiscoveryError> {
         let port = ad.addrs.first().map(|a| a.port()).unwrap_or(0);
-        let host = format!("{}.local.", host_label());
+        // A host record per worker, not per machine: cloned machines (or network
+        // namespaces) often share a host name, and merged address records would
+        // send clients to the wrong box.
+        let label: String = ad
+            .instance
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+            .collect();
+        let host = format!("{label}.local.");
         let props = encode(ad);
         let mut info = ServiceInfo::new(SERVICE_TYPE, &ad.instance, &host, "", port, &props[..])
             .map_err(err)?
