@@ -472,10 +472,123 @@ async fn run_in(
     if let Ok(m) = Arc::try_unwrap(mesh) {
         m.close().await;
     }
+    if let Some(l) = local.as_mut() {
+        match name_server_figures(l, &tiny, reps, log).await {
+            Ok(f) => figs.extend(f),
+            Err(e) => log(&format!("name server figures skipped: {e:#}")),
+        }
+    }
     if let Some(l) = local {
         l.stop().await;
     }
     Ok(figs)
+}
+
+/// Starts `meshns` next to this executable on a free loopback port.
+fn start_meshns(l: &LocalWorkers, port: u16) -> anyhow::Result<tokio::process::Child> {
+    let exe = LocalWorkers::worker_exe()?.with_file_name("meshns");
+    let mut cmd = tokio::process::Command::new(&exe);
+    // SAFETY: prctl only affects the child being set up.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.args([
+        "--namespace",
+        &l.namespace,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--log-level",
+        "warn",
+    ])
+    .env("MESHSOLVE_HOME", l.home())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .with_context(|| format!("cannot start {}", exe.display()))
+}
+
+/// Relay against direct per job, and how fast workers re-register after a name-server restart.
+async fn name_server_figures(
+    l: &mut LocalWorkers,
+    tiny: &Path,
+    reps: usize,
+    log: &mut impl FnMut(&str),
+) -> anyhow::Result<Vec<Figure>> {
+    log("name server: relay against direct, re-registration after a restart");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+    let ns_addr = format!("127.0.0.1:{port}");
+    let mut ns = start_meshns(l, port)?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    l.extra_args = vec!["--no-mdns".into(), "--ns".into(), ns_addr.clone()];
+    l.spawn()?;
+    l.extra_args.clear();
+    let mut cfg = l.client_config();
+    cfg.mdns = false;
+    cfg.name_server = Some(ns_addr.clone());
+    let direct = Arc::new(Mesh::connect(cfg.clone()).await?);
+    direct.wait_for_workers(None, Duration::from_secs(10)).await?;
+    cfg.via_name_server = true;
+    let relayed = Arc::new(Mesh::connect(cfg).await?);
+    relayed.wait_for_workers(None, Duration::from_secs(10)).await?;
+    let job = JobOptions { prechecked: true, ..Default::default() };
+    let (qd, qr) = (direct.queue(QueueOptions::default()), relayed.queue(QueueOptions::default()));
+    let (mut d, mut r) = (Vec::new(), Vec::new());
+    for _ in 0..reps * 10 {
+        let t = Instant::now();
+        qd.submit(tiny, &job).await?.wait().await?;
+        d.push(t.elapsed().as_secs_f64() * 1e6);
+        let t = Instant::now();
+        qr.submit(tiny, &job).await?.wait().await?;
+        r.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    qd.close().await;
+    qr.close().await;
+    let base = figure("nameserver", "one tiny model, worker reached directly", "us", d);
+    let mut f = figure("nameserver", "one tiny model relayed by the name server", "us", r);
+    ratio(&mut f, &base, "direct");
+    // Restart the name server; time until the worker is registered again.
+    let mut back = Vec::new();
+    for _ in 0..reps.min(3) {
+        let _ = ns.kill().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t = Instant::now();
+        ns = start_meshns(l, port)?;
+        let addr: std::net::SocketAddr = ns_addr.parse()?;
+        loop {
+            if t.elapsed() > Duration::from_secs(30) {
+                bail!("the worker did not register again within 30 s");
+            }
+            let listed = async {
+                let c = direct.ns_connection(addr).await.ok()?;
+                match crate::nameserver::call(&c, &crate::protocol::Request::List).await.ok()? {
+                    crate::protocol::NsReply::Workers(w) if !w.is_empty() => Some(()),
+                    _ => None,
+                }
+            };
+            if listed.await.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        back.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = ns.kill().await;
+    for m in [direct, relayed] {
+        if let Ok(m) = Arc::try_unwrap(m) {
+            m.close().await;
+        }
+    }
+    Ok(vec![
+        f,
+        base,
+        figure("nameserver", "name server restart until the worker is listed again", "ms", back),
+    ])
 }
 
 async fn client_process(exe: &Path, cfg: &ClientConfig, args: &[&std::ffi::OsStr]) -> anyhow::Result<()> {

@@ -46,6 +46,9 @@ pub struct ClientConfig {
     pub name_server: Option<String>,
     /// Browse mDNS (turn off where multicast is blocked).
     pub mdns: bool,
+    /// Reach workers only through the name server's relay, even when they are
+    /// directly reachable (firewall debugging, and the relay benchmark).
+    pub via_name_server: bool,
 }
 
 impl ClientConfig {
@@ -60,6 +63,7 @@ impl ClientConfig {
             static_workers: Vec::new(),
             name_server: crate::nameserver::from_env(),
             mdns: true,
+            via_name_server: false,
         }
     }
 }
@@ -332,7 +336,8 @@ impl Mesh {
     /// Opens a stream to a worker: directly, or through the name server that
     /// relays to it when it cannot be reached directly.
     pub(crate) async fn open(&self, ad: &WorkerAd) -> Result<Stream, ClientError> {
-        let relay_only = self.relayed.lock().map(|r| r.contains(&ad.instance)).unwrap_or(false);
+        let relay_only = self.cfg.via_name_server
+            || self.relayed.lock().map(|r| r.contains(&ad.instance)).unwrap_or(false);
         if !relay_only || ad.relay.is_none() {
             let patience =
                 if ad.relay.is_some() { Duration::from_millis(1500) } else { Duration::from_secs(5) };

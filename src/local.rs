@@ -19,6 +19,8 @@ pub struct LocalWorkers {
     /// mDNS interfaces.
     pub interfaces: Vec<String>,
     slots: u32,
+    /// Extra flags for every worker started from now on.
+    pub extra_args: Vec<String>,
     children: Vec<tokio::process::Child>,
 }
 
@@ -46,6 +48,7 @@ impl LocalWorkers {
             home,
             interfaces,
             slots,
+            extra_args: Vec::new(),
             children: Vec::new(),
         })
     }
@@ -66,6 +69,7 @@ impl LocalWorkers {
             .args(["--namespace", &self.namespace, "--interface", &self.interfaces.join(",")])
             .args(["--name", &name])
             .args(["--slots", &self.slots.to_string(), "--log-level", "warn"])
+            .args(&self.extra_args)
             .env("MESHSOLVE_HOME", &self.home)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -104,6 +108,7 @@ impl LocalWorkers {
             static_workers: Vec::new(),
             name_server: None,
             mdns: true,
+            via_name_server: false,
         }
     }
 

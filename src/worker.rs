@@ -63,6 +63,8 @@ pub struct WorkerConfig {
 struct Shared {
     cfg: WorkerConfig,
     slots: Arc<Semaphore>,
+    /// Resident hosts for progressive hedging, at most one per slot.
+    hosts: tokio::sync::Mutex<Vec<Arc<process::ResidentHost>>>,
     /// One semaphore per solver with a licence limit.
     per_solver: std::collections::HashMap<String, Arc<Semaphore>>,
     /// Jobs get a child of this token: cancelled after the grace period on shutdown.
@@ -112,6 +114,7 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(cfg.slots as usize)),
+        hosts: tokio::sync::Mutex::new(Vec::new()),
         per_solver: infos
             .iter()
             .map(|i| (i.name.clone(), Arc::new(Semaphore::new(i.slots as usize))))
@@ -463,55 +466,91 @@ async fn resident(
             options: open.model.options.clone(),
             resident: Some(open.nonants.clone()),
         };
-        let (mut res, ready) = match process::Resident::start(&shared.cfg.solver_exe, &child, shared.cfg.solver_memory).await {
+        let host = match host_for(shared).await {
+            Ok(h) => h,
+            Err(e) => return Err(failed(FailKind::Crashed, e.to_string())),
+        };
+        let id = job;
+        let loaded = {
+            let Some(permit) = take_slot(&solver_name, shared).await else {
+                return Err(failed(FailKind::Unavailable, "worker is shutting down"));
+            };
+            let r = host.load(id, child, &shared.jobs.child_token()).await;
+            drop(permit);
+            r
+        };
+        let ready = match loaded {
             Ok(r) => r,
             Err(RunError::Rejected(m)) => return Err(failed(FailKind::Rejected, m)),
             Err(e) => return Err(failed(FailKind::Crashed, e.to_string())),
         };
         drop(guard);
         info!(solver = %solver_name, nonants = ready.nonants, quadratic = ready.quadratic, "scenario resident");
-        write_msg(send, &Response::Ready { nonants: ready.nonants as u32, quadratic: ready.quadratic })
-            .await
-            .map_err(|e| failed(FailKind::Cancelled, e.to_string()))?;
-        let mut steps = 0u64;
-        loop {
-            let step: crate::ph::augment::Step = tokio::select! {
-                s = read_msg(recv, crate::protocol::MAX_STEP) => match s {
-                    Ok(Some(s)) => s,
-                    Ok(None) => break,
-                    Err(e) => return Err(failed(FailKind::Rejected, format!("bad step: {e}"))),
-                },
-                _ = shared.jobs.cancelled() => return Err(failed(FailKind::Cancelled, "worker is shutting down")),
-            };
-            let Some(permit) = take_slot(&solver_name, shared).await else {
-                return Err(failed(FailKind::Unavailable, "worker is shutting down"));
-            };
-            let cancel = shared.jobs.child_token();
-            let reply = tokio::select! {
-                r = res.step(&step, &cancel) => r,
-                _ = send.stopped() => { cancel.cancel(); Err(RunError::Cancelled) }
-            };
-            drop(permit);
-            if let Ok(mut t) = shared.last_activity.lock() {
-                *t = Instant::now();
-            }
-            steps += 1;
-            let msg = match reply {
-                Ok(r) => Response::Step(r),
-                Err(RunError::Rejected(m)) => failed(FailKind::Rejected, m),
-                Err(RunError::Cancelled) => return Err(failed(FailKind::Cancelled, "step cancelled")),
-                Err(e) => {
-                    warn!("resident solver failed: {e}");
-                    return Err(failed(FailKind::Crashed, e.to_string()));
+        let served = async {
+            write_msg(send, &Response::Ready { nonants: ready.nonants as u32, quadratic: ready.quadratic })
+                .await
+                .map_err(|e| failed(FailKind::Cancelled, e.to_string()))?;
+            let mut steps = 0u64;
+            loop {
+                let step: crate::ph::augment::Step = tokio::select! {
+                    s = read_msg(recv, crate::protocol::MAX_STEP) => match s {
+                        Ok(Some(s)) => s,
+                        Ok(None) => break,
+                        Err(e) => return Err(failed(FailKind::Rejected, format!("bad step: {e}"))),
+                    },
+                    _ = shared.jobs.cancelled() => return Err(failed(FailKind::Cancelled, "worker is shutting down")),
+                };
+                let Some(permit) = take_slot(&solver_name, shared).await else {
+                    return Err(failed(FailKind::Unavailable, "worker is shutting down"));
+                };
+                // Only shutdown interrupts a step: the host holds other scenarios too.
+                let reply = host.step(id, step, &shared.jobs.child_token()).await;
+                drop(permit);
+                if let Ok(mut t) = shared.last_activity.lock() {
+                    *t = Instant::now();
                 }
-            };
-            write_msg(send, &msg).await.map_err(|e| failed(FailKind::Cancelled, e.to_string()))?;
+                steps += 1;
+                let msg = match reply {
+                    Ok(r) => Response::Step(r),
+                    Err(RunError::Rejected(m)) => failed(FailKind::Rejected, m),
+                    Err(RunError::Cancelled) => return Err(failed(FailKind::Cancelled, "step cancelled")),
+                    Err(e) => {
+                        warn!("resident solver failed: {e}");
+                        return Err(failed(FailKind::Crashed, e.to_string()));
+                    }
+                };
+                write_msg(send, &msg).await.map_err(|e| failed(FailKind::Cancelled, e.to_string()))?;
+            }
+            Ok(steps)
         }
+        .await;
+        if !host.dead() {
+            host.unload(id).await;
+        }
+        let steps = served?;
         info!(steps, "scenario released");
         Ok(())
     }
     .instrument(span)
     .await
+}
+
+/// A resident host with room: a new one while there are fewer than `slots`,
+/// else the one holding the fewest scenarios. Dead hosts are dropped.
+async fn host_for(shared: &Shared) -> Result<Arc<process::ResidentHost>, RunError> {
+    let mut hosts = shared.hosts.lock().await;
+    hosts.retain(|h| !h.dead());
+    if hosts.len() < shared.cfg.slots as usize {
+        let h =
+            Arc::new(process::ResidentHost::start(&shared.cfg.solver_exe, shared.cfg.solver_memory).await?);
+        hosts.push(h.clone());
+        return Ok(h);
+    }
+    Ok(hosts
+        .iter()
+        .min_by_key(|h| h.loaded.load(Ordering::Relaxed))
+        .cloned()
+        .expect("at least one host when slots >= 1"))
 }
 
 struct TempFile(PathBuf);

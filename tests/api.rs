@@ -16,6 +16,7 @@ fn config(mesh: &common::Mesh) -> ClientConfig {
         static_workers: Vec::new(),
         name_server: None,
         mdns: true,
+        via_name_server: false,
     }
 }
 

@@ -87,6 +87,9 @@ struct MeshArgs {
     /// Do not browse mDNS (multicast blocked); rely on --ns or --worker.
     #[arg(long, global = true)]
     no_mdns: bool,
+    /// Reach workers only through the name server's relay (firewall debugging).
+    #[arg(long, global = true)]
+    via_ns: bool,
     /// Log level (error, warn, info, debug); RUST_LOG overrides it.
     #[arg(long, default_value = "warn", global = true)]
     log_level: String,
@@ -297,6 +300,7 @@ fn client_config(m: &MeshArgs) -> anyhow::Result<ClientConfig> {
         c.name_server = m.name_server.clone();
     }
     c.mdns = !m.no_mdns;
+    c.via_name_server = m.via_ns;
     Ok(c)
 }
 

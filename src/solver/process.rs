@@ -174,70 +174,134 @@ fn spawn_child(
     Ok(cmd.spawn()?)
 }
 
-/// A resident scenario: a child process that keeps a scenario model loaded and
-/// solves one [`Step`] after another. Killed (with its process group) on drop.
-pub struct Resident {
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    stdout: tokio::process::ChildStdout,
-    pid: Option<i32>,
+/// Messages from the worker to a resident host process.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum HostMsg {
+    /// Load a scenario (its `resident` field names the first-stage variables).
+    Load {
+        /// Scenario id, chosen by the worker.
+        id: u64,
+        /// Where the model is and how to solve it.
+        req: ChildRequest,
+    },
+    /// Solve one step of a loaded scenario.
+    Step {
+        /// Scenario id.
+        id: u64,
+        /// The step.
+        step: Step,
+    },
+    /// Forget a scenario.
+    Unload {
+        /// Scenario id.
+        id: u64,
+    },
 }
 
-impl Resident {
-    /// Starts the child and loads the model; `req.resident` names the first-stage variables.
-    pub async fn start(
-        exe: &Path,
-        req: &ChildRequest,
-        memory_limit: Option<u64>,
-    ) -> Result<(Self, ResidentReady), RunError> {
+/// A resident host: one solver process per worker slot that keeps many
+/// scenario models loaded (progressive hedging) and solves their steps one at a
+/// time. Killed (with its process group) on drop.
+pub struct ResidentHost {
+    io: tokio::sync::Mutex<(tokio::process::Child, tokio::process::ChildStdin, tokio::process::ChildStdout)>,
+    pid: Option<i32>,
+    /// Scenarios loaded on it.
+    pub loaded: std::sync::atomic::AtomicUsize,
+}
+
+impl ResidentHost {
+    /// Starts an empty host process.
+    pub async fn start(exe: &Path, memory_limit: Option<u64>) -> Result<Self, RunError> {
         let mut child = spawn_child(exe, memory_limit, false)?;
         let pid = child.id().map(|p| p as i32);
         let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
         let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
-        crate::protocol::write_msg(&mut stdin, req)
+        // A request with `resident` set turns the child into a host.
+        let hello = ChildRequest {
+            model_path: PathBuf::new(),
+            format: Format::Lp,
+            gzip: false,
+            solver: String::new(),
+            options: SolveOptions::default(),
+            resident: Some(Vec::new()),
+        };
+        crate::protocol::write_msg(&mut stdin, &hello)
             .await
             .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
-        let mut r = Resident { child, stdin, stdout, pid };
-        let ready: Result<ResidentReady, String> = r.read().await?;
-        let ready = ready.map_err(RunError::Rejected)?;
-        Ok((r, ready))
+        Ok(ResidentHost {
+            io: tokio::sync::Mutex::new((child, stdin, stdout)),
+            pid,
+            loaded: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
-    async fn read<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RunError> {
-        match crate::protocol::read_msg::<T>(&mut self.stdout, crate::protocol::MAX_RESPONSE).await {
-            Ok(Some(v)) => Ok(v),
-            Ok(None) | Err(_) => {
-                let status =
-                    match tokio::time::timeout(std::time::Duration::from_secs(1), self.child.wait()).await {
-                        Ok(Ok(st)) => match std::os::unix::process::ExitStatusExt::signal(&st) {
-                            Some(sig) => format!("killed by signal {sig}"),
-                            None => format!("exit code {}", st.code().unwrap_or(-1)),
-                        },
-                        _ => "no answer".into(),
-                    };
-                Err(RunError::Crashed { status, stderr: String::new() })
-            }
-        }
-    }
-
-    /// Solves one step; killed if `cancel` fires.
-    pub async fn step(&mut self, step: &Step, cancel: &CancellationToken) -> Result<StepReply, RunError> {
-        let io = async {
-            crate::protocol::write_msg(&mut self.stdin, step).await.map_err(|e| RunError::Crashed {
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        msg: &HostMsg,
+        cancel: &CancellationToken,
+    ) -> Result<T, RunError> {
+        let mut io = self.io.lock().await;
+        let exchange = async {
+            crate::protocol::write_msg(&mut io.1, msg).await.map_err(|e| RunError::Crashed {
                 status: format!("cannot write to solver: {e}"),
                 stderr: String::new(),
             })?;
-            let reply: Result<StepReply, String> = self.read().await?;
-            reply.map_err(RunError::Rejected)
+            match crate::protocol::read_msg::<T>(&mut io.2, crate::protocol::MAX_RESPONSE).await {
+                Ok(Some(v)) => Ok(v),
+                _ => {
+                    let status =
+                        match tokio::time::timeout(std::time::Duration::from_secs(1), io.0.wait()).await {
+                            Ok(Ok(st)) => match std::os::unix::process::ExitStatusExt::signal(&st) {
+                                Some(sig) => format!("killed by signal {sig}"),
+                                None => format!("exit code {}", st.code().unwrap_or(-1)),
+                            },
+                            _ => "no answer".into(),
+                        };
+                    Err(RunError::Crashed { status, stderr: String::new() })
+                }
+            }
         };
         tokio::select! {
-            r = io => r,
+            r = exchange => r,
             _ = cancel.cancelled() => { kill_group(self.pid); Err(RunError::Cancelled) }
+        }
+    }
+
+    /// Loads a scenario.
+    pub async fn load(
+        &self,
+        id: u64,
+        req: ChildRequest,
+        cancel: &CancellationToken,
+    ) -> Result<ResidentReady, RunError> {
+        let r: Result<ResidentReady, String> = self.call(&HostMsg::Load { id, req }, cancel).await?;
+        let r = r.map_err(RunError::Rejected)?;
+        self.loaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// Solves one step of scenario `id`.
+    pub async fn step(&self, id: u64, step: Step, cancel: &CancellationToken) -> Result<StepReply, RunError> {
+        let r: Result<StepReply, String> = self.call(&HostMsg::Step { id, step }, cancel).await?;
+        r.map_err(RunError::Rejected)
+    }
+
+    /// Forgets scenario `id`.
+    pub async fn unload(&self, id: u64) {
+        let none = CancellationToken::new();
+        let _: Result<Result<(), String>, RunError> = self.call(&HostMsg::Unload { id }, &none).await;
+        self.loaded.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the process has exited.
+    pub fn dead(&self) -> bool {
+        match self.io.try_lock() {
+            Ok(mut io) => !matches!(io.0.try_wait(), Ok(None)),
+            Err(_) => false,
         }
     }
 }
 
-impl Drop for Resident {
+impl Drop for ResidentHost {
     fn drop(&mut self) {
         kill_group(self.pid);
     }
@@ -264,58 +328,83 @@ fn read_frame<T: serde::de::DeserializeOwned>(inp: &mut impl Read) -> std::io::R
     ciborium::from_reader(buf.as_slice()).map(Some).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-fn resident_main(req: ChildRequest, nonant_names: Vec<String>) -> i32 {
+struct Loaded {
+    solver: Box<dyn Solver>,
+    base: model::Model,
+    idx: Vec<usize>,
+    quadratic: bool,
+    opts: SolveOptions,
+    /// Last solution per step mode, for warm starts.
+    last: std::collections::HashMap<String, Vec<f64>>,
+}
+
+fn load_scenario(req: &ChildRequest) -> Result<Loaded, String> {
+    let solver = by_name(&req.solver).map_err(|e| e.to_string())?;
+    let stream = model::open_stream(&req.model_path, req.gzip).map_err(|e| e.to_string())?;
+    let m = model::read_stream(stream, req.format, "model").map_err(|e| match e {
+        model::StreamError::Io(e) => format!("cannot read model: {e}"),
+        model::StreamError::Parse(p) => format!("model line {}: {}", p.line, p.message),
+    })?;
+    let mut idx = Vec::new();
+    for n in req.resident.as_deref().unwrap_or_default() {
+        match m.cols.iter().position(|c| &c.name == n) {
+            Some(j) => idx.push(j),
+            None => return Err(format!("first-stage variable `{n}` is not in this scenario's model")),
+        }
+    }
+    let quadratic = solver.supports_qp() && m.num_integers() == 0;
+    Ok(Loaded { solver, base: m, idx, quadratic, opts: req.options.clone(), last: Default::default() })
+}
+
+/// The resident host loop: loads scenarios and solves their steps until stdin closes.
+fn host_main() -> i32 {
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
-    let loaded = (|| -> Result<_, String> {
-        let solver = by_name(&req.solver).map_err(|e| e.to_string())?;
-        let stream = model::open_stream(&req.model_path, req.gzip).map_err(|e| e.to_string())?;
-        let m = model::read_stream(stream, req.format, "model").map_err(|e| match e {
-            model::StreamError::Io(e) => format!("cannot read model: {e}"),
-            model::StreamError::Parse(p) => format!("model line {}: {}", p.line, p.message),
-        })?;
-        let mut idx = Vec::with_capacity(nonant_names.len());
-        for n in &nonant_names {
-            match m.cols.iter().position(|c| &c.name == n) {
-                Some(j) => idx.push(j),
-                None => return Err(format!("first-stage variable `{n}` is not in this scenario's model")),
-            }
-        }
-        let quadratic = solver.supports_qp() && m.num_integers() == 0;
-        Ok((solver, m, idx, quadratic))
-    })();
-    let (solver, base, idx, quadratic) = match loaded {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = write_frame(&mut stdout, &Err::<ResidentReady, String>(e));
-            return 0;
-        }
-    };
-    if write_frame(&mut stdout, &Ok::<_, String>(ResidentReady { nonants: idx.len(), quadratic })).is_err() {
-        return 3;
-    }
-    // Last solution per mode, for warm starts.
-    let mut last: std::collections::HashMap<String, Vec<f64>> = std::collections::HashMap::new();
+    let mut scenarios: std::collections::HashMap<u64, Loaded> = std::collections::HashMap::new();
     loop {
-        let step: Step = match read_frame(&mut stdin) {
-            Ok(Some(s)) => s,
+        let msg: HostMsg = match read_frame(&mut stdin) {
+            Ok(Some(m)) => m,
             Ok(None) => return 0,
             Err(e) => {
-                eprintln!("solver child: bad step: {e}");
+                eprintln!("resident host: bad message: {e}");
                 return 2;
             }
         };
-        let m = augment::build(&base, &idx, &step, quadratic);
-        let key = format!("{:?}", step.mode);
-        let mut opts = req.options.clone();
-        opts.warm_start = last.get(&key).filter(|w| w.len() == m.cols.len()).cloned();
-        let reply = solve_step(solver.as_ref(), &base, &m, &idx, &opts, quadratic).map(|(r, x)| {
-            if !x.is_empty() {
-                last.insert(key, x);
+        let written = match msg {
+            HostMsg::Load { id, req } => {
+                let r = load_scenario(&req).map(|l| {
+                    let ready = ResidentReady { nonants: l.idx.len(), quadratic: l.quadratic };
+                    scenarios.insert(id, l);
+                    ready
+                });
+                write_frame(&mut stdout, &r)
             }
-            r
-        });
-        if write_frame(&mut stdout, &reply).is_err() {
+            HostMsg::Step { id, step } => {
+                let r = match scenarios.get_mut(&id) {
+                    None => Err(format!("scenario {id} is not loaded here")),
+                    Some(l) => {
+                        let m = augment::build(&l.base, &l.idx, &step, l.quadratic);
+                        let key = format!("{:?}", step.mode);
+                        let mut opts = l.opts.clone();
+                        opts.warm_start = l.last.get(&key).filter(|w| w.len() == m.cols.len()).cloned();
+                        solve_step(l.solver.as_ref(), &l.base, &m, &l.idx, &opts, l.quadratic).map(
+                            |(r, x)| {
+                                if !x.is_empty() {
+                                    l.last.insert(key, x);
+                                }
+                                r
+                            },
+                        )
+                    }
+                };
+                write_frame(&mut stdout, &r)
+            }
+            HostMsg::Unload { id } => {
+                scenarios.remove(&id);
+                write_frame(&mut stdout, &Ok::<(), String>(()))
+            }
+        };
+        if written.is_err() {
             return 3;
         }
     }
@@ -358,8 +447,8 @@ pub fn child_main() -> i32 {
             return 2;
         }
     };
-    if let Some(names) = req.resident.clone() {
-        return resident_main(req, names);
+    if req.resident.is_some() {
+        return host_main();
     }
     let reply = solve_request(&req);
     let mut out = Vec::new();
