@@ -149,9 +149,9 @@ pub struct Mesh {
     /// Adverts of other namespaces seen (count), for error messages.
     foreign: Arc<Mutex<u32>>,
     changed: watch::Receiver<u64>,
-    conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    conns: ConnCache,
     /// Connections to name servers (a different TLS server name than workers).
-    ns_conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    ns_conns: ConnCache,
     /// Workers reached only through a name server's relay.
     relayed: Mutex<std::collections::HashSet<String>>,
     /// Why the name server last failed to answer, if it did.
@@ -210,8 +210,8 @@ impl Mesh {
             workers,
             foreign,
             changed,
-            conns: Mutex::new(HashMap::new()),
-            ns_conns: Mutex::new(HashMap::new()),
+            conns: ConnCache::default(),
+            ns_conns: ConnCache::default(),
             relayed: Mutex::new(Default::default()),
             ns_status,
             mdns,
@@ -372,26 +372,19 @@ impl Mesh {
 
     /// A (cached) connection to the name server at `addr`.
     pub(crate) async fn ns_connection(&self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {
-        if let Some(c) = self.ns_conns.lock().ok().and_then(|m| m.get(&addr).cloned()) {
-            if c.close_reason().is_none() {
-                return Ok(c);
-            }
-        }
         let name = transport::ns_server_name(&self.cfg.namespace);
-        let connecting = self
-            .endpoint
-            .connect(addr, &name)
-            .map_err(|e| ClientError::Connect(format!("cannot connect to name server {addr}: {e}")))?;
-        let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
+        self.ns_conns
+            .get_or_connect(addr, || async {
+                let connecting = self
+                    .endpoint
+                    .connect(addr, &name)
+                    .map_err(|e| ClientError::Connect(format!("cannot connect to name server {addr}: {e}")))?;
+                tokio::time::timeout(Duration::from_secs(5), connecting)
+                    .await
+                    .map_err(|_| ClientError::Connect(format!("name server {addr} did not answer within 5 s")))?
+                    .map_err(|e| ClientError::Connect(transport::explain_connect_error(addr, &self.cfg.namespace, &e)))
+            })
             .await
-            .map_err(|_| ClientError::Connect(format!("name server {addr} did not answer within 5 s")))?
-            .map_err(|e| {
-                ClientError::Connect(transport::explain_connect_error(addr, &self.cfg.namespace, &e))
-            })?;
-        if let Ok(mut m) = self.ns_conns.lock() {
-            m.insert(addr, conn.clone());
-        }
-        Ok(conn)
     }
 
     pub(crate) async fn connection(
@@ -399,39 +392,37 @@ impl Mesh {
         ad: &WorkerAd,
         patience: Duration,
     ) -> Result<(quinn::Connection, SocketAddr), ClientError> {
-        let mut last = String::from("worker has no address");
+        let mut last = ClientError::Connect("worker has no address".into());
         let mut addrs: Vec<SocketAddr> = ad.best_addr().into_iter().collect();
         addrs.extend(ad.addrs.iter().filter(|a| Some(**a) != ad.best_addr()));
         for addr in addrs {
-            if let Some(c) = self.conns.lock().ok().and_then(|m| m.get(&addr).cloned()) {
-                if c.close_reason().is_none() {
-                    return Ok((c, addr));
-                }
-            }
-            let connecting = match self.endpoint.connect(addr, transport::server_name()) {
-                Ok(c) => c,
-                Err(e) => {
-                    last = format!("cannot connect to {addr}: {e}");
-                    continue;
-                }
-            };
-            match tokio::time::timeout(patience, connecting).await {
-                Ok(Ok(conn)) => {
-                    if let Ok(mut m) = self.conns.lock() {
-                        m.insert(addr, conn.clone());
+            let made = self
+                .conns
+                .get_or_connect(addr, || async {
+                    let connecting = self
+                        .endpoint
+                        .connect(addr, transport::server_name())
+                        .map_err(|e| ClientError::Connect(format!("cannot connect to {addr}: {e}")))?;
+                    match tokio::time::timeout(patience, connecting).await {
+                        Ok(Ok(conn)) => Ok(conn),
+                        Ok(Err(e)) => Err(ClientError::Connect(transport::explain_connect_error(
+                            addr,
+                            &self.cfg.namespace,
+                            &e,
+                        ))),
+                        Err(_) => Err(ClientError::Connect(format!(
+                            "worker {addr} did not complete the handshake within {:.1} s",
+                            patience.as_secs_f64()
+                        ))),
                     }
-                    return Ok((conn, addr));
-                }
-                Ok(Err(e)) => last = transport::explain_connect_error(addr, &self.cfg.namespace, &e),
-                Err(_) => {
-                    last = format!(
-                        "worker {addr} did not complete the handshake within {:.1} s",
-                        patience.as_secs_f64()
-                    )
-                }
+                })
+                .await;
+            match made {
+                Ok(conn) => return Ok((conn, addr)),
+                Err(e) => last = e,
             }
         }
-        Err(ClientError::Connect(last))
+        Err(last)
     }
 
     /// Asks a worker for its state.
@@ -625,7 +616,7 @@ impl Mesh {
 
     /// Whether the QUIC connection to `addr` (if any) has been closed or timed out.
     pub fn connection_lost(&self, addr: SocketAddr) -> bool {
-        self.conns.lock().ok().and_then(|m| m.get(&addr).map(|c| c.close_reason().is_some())).unwrap_or(true)
+        self.conns.get(addr).is_none_or(|c| c.close_reason().is_some())
     }
 
     /// Closes connections politely and stops browsing.
@@ -645,6 +636,37 @@ pub async fn check_model(path: &Path, format: Option<Format>) -> Result<(), Clie
         .await
         .map_err(|e| ClientError::Setup(anyhow::anyhow!("model check failed: {e}")))??;
     Ok(())
+}
+
+/// Open connections by address. Concurrent callers for the same address wait for
+/// one handshake and share its connection, instead of racing several.
+#[derive(Default)]
+struct ConnCache {
+    slots: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Option<quinn::Connection>>>>>,
+}
+
+impl ConnCache {
+    fn get(&self, addr: SocketAddr) -> Option<quinn::Connection> {
+        let slot = self.slots.lock().ok()?.get(&addr)?.clone();
+        let c = slot.try_lock().ok()?.clone();
+        c
+    }
+
+    async fn get_or_connect<F, Fut>(&self, addr: SocketAddr, connect: F) -> Result<quinn::Connection, ClientError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<quinn::Connection, ClientError>>,
+    {
+        let slot = self.slots.lock().map(|mut m| m.entry(addr).or_default().clone()).ok();
+        let Some(slot) = slot else { return connect().await };
+        let mut held = slot.lock().await;
+        if let Some(c) = held.as_ref().filter(|c| c.close_reason().is_none()) {
+            return Ok(c.clone());
+        }
+        let c = connect().await?;
+        *held = Some(c.clone());
+        Ok(c)
+    }
 }
 
 /// A stream to a worker, direct or relayed.
