@@ -375,14 +375,17 @@ impl Mesh {
         let name = transport::ns_server_name(&self.cfg.namespace);
         self.ns_conns
             .get_or_connect(addr, || async {
-                let connecting = self
-                    .endpoint
-                    .connect(addr, &name)
-                    .map_err(|e| ClientError::Connect(format!("cannot connect to name server {addr}: {e}")))?;
+                let connecting = self.endpoint.connect(addr, &name).map_err(|e| {
+                    ClientError::Connect(format!("cannot connect to name server {addr}: {e}"))
+                })?;
                 tokio::time::timeout(Duration::from_secs(5), connecting)
                     .await
-                    .map_err(|_| ClientError::Connect(format!("name server {addr} did not answer within 5 s")))?
-                    .map_err(|e| ClientError::Connect(transport::explain_connect_error(addr, &self.cfg.namespace, &e)))
+                    .map_err(|_| {
+                        ClientError::Connect(format!("name server {addr} did not answer within 5 s"))
+                    })?
+                    .map_err(|e| {
+                        ClientError::Connect(transport::explain_connect_error(addr, &self.cfg.namespace, &e))
+                    })
             })
             .await
     }
@@ -472,7 +475,7 @@ impl Mesh {
     }
 
     /// Builds the request header for a model file (format from the options or the name).
-    pub(crate) fn header(path: &Path, opts: &JobOptions) -> Result<SolveRequest, ClientError> {
+    pub fn header(path: &Path, opts: &JobOptions) -> Result<SolveRequest, ClientError> {
         let (format, gzip) = match (opts.format, Format::from_path(path)) {
             (Some(f), g) => (f, g.map(|g| g.1).unwrap_or(false)),
             (None, Some(g)) => g,
@@ -577,6 +580,52 @@ impl Mesh {
         }
     }
 
+    async fn name_server_addr(&self) -> Result<SocketAddr, ClientError> {
+        let spec = self.cfg.name_server.as_deref().ok_or_else(|| {
+            ClientError::Connect(
+                "no name server: set PYRO_NS_HOSTNAME (and PYRO_NS_PORT) or pass --ns HOST[:PORT]".into(),
+            )
+        })?;
+        crate::nameserver::resolve(spec).await.map_err(|e| ClientError::Connect(format!("{e:#}")))
+    }
+
+    /// Leaves a model in the name server's queue as part of `batch` (`--detach`).
+    pub async fn submit_detached(
+        &self,
+        batch: &str,
+        path: &Path,
+        header: &SolveRequest,
+    ) -> Result<usize, ClientError> {
+        let addr = self.name_server_addr().await?;
+        let conn = self.ns_connection(addr).await?;
+        let fail = |e: &dyn std::fmt::Display| {
+            ClientError::Connect(format!("submit to name server {addr} failed: {e}"))
+        };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| fail(&e))?;
+        write_msg(&mut send, &Request::Submit { batch: batch.to_string(), model: header.clone() })
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
+        tokio::io::copy(&mut file, &mut send).await.map_err(|e| fail(&e))?;
+        send.finish().map_err(|e| fail(&e))?;
+        match read_msg::<crate::protocol::NsReply>(&mut recv, MAX_CONTROL).await {
+            Ok(Some(crate::protocol::NsReply::Queued { index })) => Ok(index),
+            Ok(Some(crate::protocol::NsReply::Refused(m))) => Err(fail(&m)),
+            other => Err(fail(&format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The jobs of a detached batch, as the name server holds them.
+    pub async fn collect(&self, batch: &str) -> Result<Vec<crate::protocol::QueuedJob>, ClientError> {
+        let addr = self.name_server_addr().await?;
+        let conn = self.ns_connection(addr).await?;
+        match crate::nameserver::call(&conn, &Request::Collect { batch: batch.to_string() }).await {
+            Ok(crate::protocol::NsReply::Batch(jobs)) => Ok(jobs),
+            Ok(other) => Err(ClientError::Connect(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(ClientError::Connect(format!("name server {addr}: {e:#}"))),
+        }
+    }
+
     /// Sends a model and returns once the worker has it and a solver slot (its
     /// `Started` reply); the solve is then cancelled. For transfer benchmarks.
     pub async fn upload(&self, ad: &WorkerAd, path: &Path, header: &SolveRequest) -> Result<(), ClientError> {
@@ -652,7 +701,11 @@ impl ConnCache {
         c
     }
 
-    async fn get_or_connect<F, Fut>(&self, addr: SocketAddr, connect: F) -> Result<quinn::Connection, ClientError>
+    async fn get_or_connect<F, Fut>(
+        &self,
+        addr: SocketAddr,
+        connect: F,
+    ) -> Result<quinn::Connection, ClientError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<quinn::Connection, ClientError>>,

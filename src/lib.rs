@@ -9,6 +9,7 @@ pub mod examples;
 pub mod local;
 pub mod model;
 pub mod nameserver;
+pub mod nsqueue;
 pub mod ph;
 pub mod protocol;
 pub mod results;

@@ -78,6 +78,8 @@ pub struct NsConfig {
     pub home: std::path::PathBuf,
     /// Lease length.
     pub lease: Duration,
+    /// Where queued (`--detach`) jobs and their results are kept.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// The namespaces found under `home` (directories holding `ca.key`).
@@ -116,6 +118,28 @@ pub async fn run(
     on_ready(local);
     let reg = Arc::new(Mutex::new(Registry::default()));
     let lease = cfg.lease;
+    let queue = crate::nsqueue::Queue::open(&cfg.state_dir)
+        .with_context(|| format!("cannot open the queue directory {}", cfg.state_dir.display()))?;
+    let dispatcher = {
+        let reg = reg.clone();
+        tokio::spawn(crate::nsqueue::run_dispatcher(queue.clone(), move || {
+            let now = Instant::now();
+            reg.lock()
+                .map(|r| {
+                    r.entries
+                        .iter()
+                        .filter(|(_, e)| e.expires > now && e.conn.close_reason().is_none())
+                        .map(|((ns, inst), e)| crate::nsqueue::QueueWorker {
+                            namespace: ns.clone(),
+                            instance: inst.clone(),
+                            slots: e.ad.slots,
+                            conn: e.conn.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        }))
+    };
     let expiry = {
         let reg = reg.clone();
         tokio::spawn(async move {
@@ -139,7 +163,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             i = endpoint.accept() => match i { Some(i) => i, None => break },
         };
-        let (reg, cas) = (reg.clone(), cas.clone());
+        let (reg, cas, queue) = (reg.clone(), cas.clone(), queue.clone());
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let conn = match incoming.await {
@@ -154,18 +178,25 @@ pub async fn run(
                 conn.close(2u32.into(), b"certificate not signed by the requested namespace's CA");
                 return;
             };
-            serve(conn, ns.clone(), reg, lease)
+            serve(conn, ns.clone(), reg, lease, queue)
                 .instrument(tracing::info_span!("peer", %remote, namespace = %ns))
                 .await;
         });
     }
     expiry.abort();
+    dispatcher.abort();
     endpoint.close(0u32.into(), b"name server exiting");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(())
 }
 
-async fn serve(conn: quinn::Connection, ns: String, reg: Arc<Mutex<Registry>>, lease: Duration) {
+async fn serve(
+    conn: quinn::Connection,
+    ns: String,
+    reg: Arc<Mutex<Registry>>,
+    lease: Duration,
+    queue: Arc<crate::nsqueue::Queue>,
+) {
     loop {
         let (mut send, mut recv) = match conn.accept_bi().await {
             Ok(s) => s,
@@ -174,7 +205,7 @@ async fn serve(conn: quinn::Connection, ns: String, reg: Arc<Mutex<Registry>>, l
                 break;
             }
         };
-        let (conn, ns, reg) = (conn.clone(), ns.clone(), reg.clone());
+        let (conn, ns, reg, queue) = (conn.clone(), ns.clone(), reg.clone(), queue.clone());
         tokio::spawn(async move {
             let req: Request = match read_msg(&mut recv, MAX_CONTROL).await {
                 Ok(Some(r)) => r,
@@ -259,6 +290,11 @@ async fn serve(conn: quinn::Connection, ns: String, reg: Arc<Mutex<Registry>>, l
                         }
                     }
                 }
+                Request::Submit { batch, model } => match queue.submit(&ns, &batch, model, &mut recv).await {
+                    Ok(index) => NsReply::Queued { index },
+                    Err(m) => NsReply::Refused(m),
+                },
+                Request::Collect { batch } => NsReply::Batch(queue.collect(&ns, &batch)),
                 other => NsReply::Refused(format!("a name server does not answer {}", request_name(&other))),
             };
             let _ = write_msg(&mut send, &reply).await;

@@ -126,6 +126,19 @@ pub enum Request {
         /// Worker instance.
         instance: String,
     },
+    /// Name server: keep this model (its bytes follow) in the namespace's queue,
+    /// as part of `batch`; workers registered with the name server solve it.
+    Submit {
+        /// Batch id chosen by the client.
+        batch: String,
+        /// The model header.
+        model: SolveRequest,
+    },
+    /// Name server: the state and results of a queued batch.
+    Collect {
+        /// Batch id.
+        batch: String,
+    },
     /// Read and discard `size` bytes that follow the frame, then answer
     /// [`Response::Received`]: raw stream throughput, for `meshsolve bench`.
     Discard {
@@ -246,6 +259,30 @@ pub enum NsReply {
     Workers(Vec<crate::discovery::WorkerAd>),
     /// Refused, with the reason (wrong namespace, unknown registration, no such worker).
     Refused(String),
+    /// A submitted model is queued at this position of its batch.
+    Queued {
+        /// Index in the batch.
+        index: usize,
+    },
+    /// A batch's jobs, in submission order.
+    Batch(Vec<QueuedJob>),
+}
+
+/// One job of a batch held by the name server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedJob {
+    /// Model name.
+    pub name: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: String,
+    /// The answer, when done.
+    pub solution: Option<Solution>,
+    /// Why it failed, when failed.
+    pub error: Option<String>,
+    /// Worker that solved it.
+    pub worker: Option<String>,
+    /// Runs so far.
+    pub attempts: u32,
 }
 
 /// Reply to [`Request::Shutdown`].

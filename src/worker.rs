@@ -271,7 +271,12 @@ async fn handle_stream(
                 write_msg(&mut send, &r).await?;
             }
         }
-        Request::Register(_) | Request::Refresh { .. } | Request::List | Request::Relay { .. } => {
+        Request::Register(_)
+        | Request::Refresh { .. }
+        | Request::List
+        | Request::Relay { .. }
+        | Request::Submit { .. }
+        | Request::Collect { .. } => {
             let msg = "this is a meshworker, not a name server (meshns)";
             write_msg(&mut send, &crate::protocol::NsReply::Refused(msg.into())).await?;
         }

@@ -79,6 +79,12 @@ fn bad_flags_exit_2_and_help_teaches() {
     for needle in ["Exit codes", "infeasible", "--worker", "--json", "workers", "certs"] {
         assert!(text.contains(needle), "`{needle}` missing from --help:\n{text}");
     }
+    for sub in ["workers", "shutdown", "certs", "demo", "bench", "ph", "collect"] {
+        let out = mesh.run(&[sub, "--help"]);
+        assert!(out.status.success(), "meshsolve {sub} --help: {}", show(&out));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshns")).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PYRO_NS_HOSTNAME"));
     let out = std::process::Command::new(WORKER).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in

@@ -196,3 +196,52 @@ fn namespaces_through_one_daemon_are_isolated_and_bad_requests_refused() {
         .unwrap();
     assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
 }
+
+#[test]
+fn a_detached_batch_is_solved_while_the_client_is_away() {
+    let home = tempfile::tempdir().unwrap();
+    let ns = unique_ns("detach");
+    make_ca(home.path(), &ns);
+    let port = free_udp_port();
+    let log = home.path().join("ns.log");
+    let daemon = start_ns(home.path(), port, &[&ns], &log);
+    // Submit with no worker running at all.
+    let dir = home.path().join("models");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..5 {
+        std::fs::copy(examples().join("knapsack.lp"), dir.join(format!("k{i}.lp"))).unwrap();
+    }
+    let out = client(home.path(), &ns, port).args(["--detach", dir.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let batch = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!batch.is_empty());
+    let out = client(home.path(), &ns, port).args(["collect", &batch]).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "nothing solved yet: {}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("queued"), "{}", show(&out));
+    // The name server restarts: the queue is kept on its disk.
+    drop(daemon);
+    let _daemon = start_ns(home.path(), port, &[&ns], &log);
+    // A worker comes up later and the queue drains without the client.
+    let _w = start_worker(home.path(), &ns, port, &home.path().join("w.log"));
+    let out = client(home.path(), &ns, port)
+        .args([
+            "collect",
+            &batch,
+            "--until-done",
+            "--json",
+            "--out",
+            home.path().join("res").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 5);
+    assert!(v.iter().all(|r| r["status"] == "optimal" && r["objective"].as_f64() == Some(21.0)), "{v:?}");
+    assert!(home.path().join("res/summary.csv").exists());
+    // Another namespace cannot collect it.
+    let other = unique_ns("other");
+    make_ca(home.path(), &other);
+    let out = client(home.path(), &other, port).args(["collect", &batch]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+}

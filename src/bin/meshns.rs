@@ -37,6 +37,10 @@ struct Opts {
     /// Registration lease: a worker that stops refreshing disappears after this long.
     #[arg(long, default_value = "6s", value_parser = cli::parse_duration)]
     lease: Duration,
+    /// Where detached batches (`meshsolve --detach`) and their results are kept
+    /// [default: HOME/.meshns-queue]; they survive a restart.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Log level or filter (error, warn, info, debug); RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -70,11 +74,13 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     if opts.lease < Duration::from_millis(500) {
         bail!("--lease must be at least 500ms");
     }
+    let state_dir = opts.state_dir.unwrap_or_else(|| home.join(".meshns-queue"));
     let cfg = nameserver::NsConfig {
         bind: SocketAddr::new(opts.bind, opts.port),
         namespaces,
         home,
         lease: opts.lease,
+        state_dir,
     };
     let shutdown = CancellationToken::new();
     cli::on_signals(shutdown.clone(), "meshns");

@@ -143,6 +143,10 @@ struct SolveArgs {
     /// No progress output on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Leave the models in the name server's queue and exit; its workers solve them
+    /// while you are away. Prints a batch id for `meshsolve collect`.
+    #[arg(long)]
+    detach: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -161,6 +165,20 @@ enum Cmd {
     },
     /// Ask every worker of your namespace to exit, and report which did.
     Shutdown,
+    /// Fetch the results of a batch submitted with --detach.
+    Collect {
+        /// The batch id `--detach` printed.
+        batch: String,
+        /// Wait until every job of the batch is done or failed.
+        #[arg(long)]
+        until_done: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write results to DIR as `--out` does.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Show, export or import your namespace's certificate authority.
     #[command(subcommand)]
     Certs(CertsCmd),
@@ -311,6 +329,9 @@ async fn run(opts: Opts) -> anyhow::Result<u8> {
         Some(Cmd::Shutdown) => shutdown(&opts.mesh).await,
         Some(Cmd::Certs(c)) => certs_cmd(&opts.mesh, c),
         Some(Cmd::Demo) => demo(&opts.mesh).await,
+        Some(Cmd::Collect { batch, until_done, json, out }) => {
+            collect(&opts.mesh, &batch, until_done, json, out).await
+        }
         Some(Cmd::Bench(b)) => bench(&opts.mesh, b).await,
         Some(Cmd::Ph(p)) => ph(&opts.mesh, p).await,
         None => solve(&opts.mesh, &opts.solve).await,
@@ -356,6 +377,9 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
     // Check every model here, before looking for workers: a typo is reported at once.
     for p in &models {
         meshsolve::client::check_model(p, opts.format).await?;
+    }
+    if a.detach {
+        return detach(m, &models, &opts).await;
     }
     let store = a.out.as_ref().map(|d| ResultDir::open(d, &models)).transpose()?;
     let mut records: Vec<Option<Record>> = vec![None; models.len()];
@@ -869,6 +893,105 @@ fn certs_cmd(m: &MeshArgs, c: CertsCmd) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+async fn detach(m: &MeshArgs, models: &[PathBuf], opts: &JobOptions) -> anyhow::Result<u8> {
+    let mut cfg = client_config(m)?;
+    cfg.mdns = false;
+    let mesh = Mesh::connect(cfg).await?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let batch = format!("b{}-{}", now.as_secs(), std::process::id());
+    for p in models {
+        let header = Mesh::header(p, opts)?;
+        mesh.submit_detached(&batch, p, &header).await?;
+    }
+    println!("{batch}");
+    eprintln!(
+        "meshsolve: {} model(s) queued on the name server as batch {batch}; collect with `meshsolve collect {batch}` (add --until-done to wait)",
+        models.len()
+    );
+    mesh.close().await;
+    Ok(0)
+}
+
+async fn collect(
+    m: &MeshArgs,
+    batch: &str,
+    wait: bool,
+    json: bool,
+    out: Option<PathBuf>,
+) -> anyhow::Result<u8> {
+    let mut cfg = client_config(m)?;
+    cfg.mdns = false;
+    let mesh = Mesh::connect(cfg).await?;
+    let jobs = loop {
+        let jobs = mesh.collect(batch).await?;
+        if jobs.is_empty() {
+            bail!("the name server has no batch `{batch}` in namespace `{}`", mesh.namespace());
+        }
+        let open = jobs.iter().filter(|j| j.state == "queued" || j.state == "running").count();
+        if !wait || open == 0 {
+            break jobs;
+        }
+        eprintln!("meshsolve: batch {batch}: {open} of {} job(s) still queued or running", jobs.len());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    mesh.close().await;
+    let records: Vec<Record> = jobs
+        .iter()
+        .map(|j| Record {
+            model: j.name.clone(),
+            status: match (&j.solution, j.state.as_str()) {
+                (Some(s), _) => s.status.as_str().to_string(),
+                (None, st) => st.to_string(),
+            },
+            objective: j.solution.as_ref().and_then(|s| s.objective),
+            solver: j.solution.as_ref().map(|s| s.solver.clone()).unwrap_or_default(),
+            worker: j.worker.clone().unwrap_or_default(),
+            address: None,
+            solve_seconds: j.solution.as_ref().map(|s| s.solve_seconds).unwrap_or(0.0),
+            wall_seconds: 0.0,
+            attempts: j.attempts,
+            error: if j.state == "failed" { j.error.clone() } else { None },
+            values: j.solution.as_ref().map(|s| s.values.clone()).unwrap_or_default(),
+        })
+        .collect();
+    if let Some(dir) = &out {
+        let paths: Vec<PathBuf> = records.iter().map(|r| PathBuf::from(&r.model)).collect();
+        let store = ResultDir::open(dir, &paths)?;
+        for (p, r) in paths.iter().zip(&records) {
+            if r.solver.is_empty() {
+                continue;
+            }
+            store.write(p, r)?;
+        }
+        store.write_summary(&records)?;
+    }
+    if json {
+        print_json(records.iter().map(record_json).collect())?;
+    } else {
+        for r in &records {
+            match &r.error {
+                Some(e) => println!("{}: failed: {e}", r.model),
+                None => println!(
+                    "{}: {}{}{}",
+                    r.model,
+                    r.status,
+                    r.objective.map(|o| format!(" {o}")).unwrap_or_default(),
+                    if r.worker.is_empty() { String::new() } else { format!(" on {}", r.worker) }
+                ),
+            }
+        }
+    }
+    let open = records.iter().any(|r| r.status == "queued" || r.status == "running");
+    let failed = records.iter().any(|r| r.status == "failed");
+    Ok(if failed {
+        1
+    } else if open {
+        5
+    } else {
+        0
+    })
 }
 
 async fn ph(m: &MeshArgs, a: PhArgs) -> anyhow::Result<u8> {
