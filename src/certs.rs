@@ -81,8 +81,21 @@ pub fn default_namespace() -> String {
             }
         }
     }
-    // SAFETY: getuid has no preconditions.
-    format!("uid{}", unsafe { libc::getuid() })
+    // No USER in the environment (cron, systemd): ask the password database.
+    // SAFETY: getuid has no preconditions; getpwuid returns null or a pointer to a static
+    // record whose pw_name is a NUL-terminated string, read at once before any other call.
+    unsafe {
+        let uid = libc::getuid();
+        let pw = libc::getpwuid(uid);
+        if !pw.is_null() && !(*pw).pw_name.is_null() {
+            if let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str() {
+                if !name.is_empty() {
+                    return name.to_string();
+                }
+            }
+        }
+        format!("uid{uid}")
+    }
 }
 
 /// Where namespaces live: `MESHSOLVE_HOME`, else `$XDG_CONFIG_HOME/meshsolve`, else `~/.config/meshsolve`.

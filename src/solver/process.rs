@@ -338,13 +338,19 @@ struct Loaded {
     last: std::collections::HashMap<String, Vec<f64>>,
 }
 
-fn load_scenario(req: &ChildRequest) -> Result<Loaded, String> {
+/// The solver and the model a request names.
+fn open_request(req: &ChildRequest) -> Result<(Box<dyn Solver>, model::Model), String> {
     let solver = by_name(&req.solver).map_err(|e| e.to_string())?;
     let stream = model::open_stream(&req.model_path, req.gzip).map_err(|e| e.to_string())?;
     let m = model::read_stream(stream, req.format, "model").map_err(|e| match e {
         model::StreamError::Io(e) => format!("cannot read model: {e}"),
         model::StreamError::Parse(p) => format!("model line {}: {}", p.line, p.message),
     })?;
+    Ok((solver, m))
+}
+
+fn load_scenario(req: &ChildRequest) -> Result<Loaded, String> {
+    let (solver, m) = open_request(req)?;
     let mut idx = Vec::new();
     for n in req.resident.as_deref().unwrap_or_default() {
         match m.cols.iter().position(|c| &c.name == n) {
@@ -463,11 +469,6 @@ pub fn child_main() -> i32 {
 }
 
 fn solve_request(req: &ChildRequest) -> ChildReply {
-    let solver = by_name(&req.solver).map_err(|e| e.to_string())?;
-    let stream = model::open_stream(&req.model_path, req.gzip).map_err(|e| e.to_string())?;
-    let m = model::read_stream(stream, req.format, "model").map_err(|e| match e {
-        model::StreamError::Io(e) => format!("cannot read model: {e}"),
-        model::StreamError::Parse(p) => format!("model line {}: {}", p.line, p.message),
-    })?;
+    let (solver, m) = open_request(req)?;
     solver.solve(&m, &req.options).map_err(|e| e.to_string())
 }
