@@ -35,6 +35,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// The `meshsolve` executable, for the process-per-file baselines.
     pub exe: PathBuf,
+    /// Scenarios of the farmer progressive-hedging run (0 skips it).
+    pub ph_scenarios: usize,
 }
 
 /// One measured figure.
@@ -469,6 +471,10 @@ async fn run_in(
             lost,
         ));
     }
+    if opts.ph_scenarios > 0 {
+        log(&format!("progressive hedging: farmer with {} scenarios", opts.ph_scenarios));
+        figs.extend(ph_figures(&mesh, dir, opts.ph_scenarios, reps).await?);
+    }
     if let Ok(m) = Arc::try_unwrap(mesh) {
         m.close().await;
     }
@@ -482,6 +488,56 @@ async fn run_in(
         l.stop().await;
     }
     Ok(figs)
+}
+
+/// Farmer PH with `n` scenarios: wall time and iterations, beside the extensive form.
+async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyhow::Result<Vec<Figure>> {
+    let pdir = dir.join(format!("farmer{n}"));
+    crate::ph::farmer::write(&pdir, n)?;
+    let spec = crate::ph::PhSpec::load(&pdir.join("farmer.toml"), &[])?;
+    let (mut wall, mut iters, mut bytes, mut ef) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let models = spec
+        .scenarios
+        .iter()
+        .map(|(p, prob)| model::read_file(p, None).map(|m| (m, *prob)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for _ in 0..reps.min(3) {
+        let t = Instant::now();
+        let r = crate::ph::run(mesh.clone(), &spec, &crate::ph::PhOptions::default(), |_| {}).await?;
+        wall.push(t.elapsed().as_secs_f64());
+        iters.push(r.iterations as f64);
+        let later: Vec<f64> = r.history.iter().skip(1).map(|h| h.bytes as f64).collect();
+        if !later.is_empty() {
+            bytes.push(later.iter().sum::<f64>() / later.len() as f64);
+        }
+        let nonants: Vec<Vec<usize>> = models
+            .iter()
+            .map(|(m, _)| {
+                r.xbar.iter().filter_map(|(v, _)| m.cols.iter().position(|c| &c.name == v)).collect()
+            })
+            .collect();
+        let path = pdir.join("ef.mps");
+        crate::ph::augment::extensive_form(&models, &nonants)
+            .write_mps(&mut std::io::BufWriter::new(std::fs::File::create(&path)?))?;
+        let t = Instant::now();
+        mesh.solve_file(&path, &JobOptions { prechecked: true, ..Default::default() }).await?;
+        ef.push(t.elapsed().as_secs_f64());
+    }
+    let base = figure("ph", format!("farmer {n} scenarios: extensive form on one worker"), "s", ef);
+    let mut f =
+        figure("ph", format!("farmer {n} scenarios: PH wall time (rho 1, threshold 1e-4)"), "s", wall);
+    ratio(&mut f, &base, "extensive form");
+    Ok(vec![
+        f,
+        base,
+        figure("ph", format!("farmer {n} scenarios: PH iterations"), "iter", iters),
+        figure(
+            "ph",
+            format!("farmer {n} scenarios: bytes sent per iteration after the first"),
+            "bytes",
+            bytes,
+        ),
+    ])
 }
 
 /// Starts `meshns` next to this executable on a free loopback port.

@@ -21,7 +21,7 @@ fn bench_runs_with_local_workers_and_reports_every_group() {
     assert!(out.status.success(), "{}", show(&out));
     let figs: Vec<serde_json::Value> =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
-    for group in ["dispatch", "throughput", "transfer", "discovery", "overhead"] {
+    for group in ["dispatch", "throughput", "transfer", "discovery", "overhead", "ph", "nameserver"] {
         assert!(figs.iter().any(|f| f["group"] == group), "no {group} figure: {figs:?}");
     }
     for f in &figs {

@@ -305,3 +305,119 @@ fn name_server_when_multicast_is_blocked() {
 fn name_server_relays_to_workers_the_client_cannot_reach() {
     name_server_lab(true);
 }
+
+#[test]
+fn name_server_restart_and_two_namespaces_across_hosts() {
+    if !can_run() || !has_iptables() {
+        return;
+    }
+    let mut lab = Lab::new(4);
+    let home = tempfile::tempdir().unwrap();
+    let (a, b) = (unique_ns("hosta"), unique_ns("hostb"));
+    for ns in [&a, &b] {
+        let out = Command::new(CLIENT)
+            .args(["--namespace", ns, "certs", "show"])
+            .env("MESHSOLVE_HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    for i in 2..=4 {
+        lab.block_multicast(i);
+    }
+    let log = |name: &str| std::fs::File::create(home.path().join(name)).unwrap();
+    let start_ns = |lab: &Lab| {
+        lab.exec(1, env!("CARGO_BIN_EXE_meshns"))
+            .args(["--namespace", &a, "--namespace", &b])
+            .env("MESHSOLVE_HOME", home.path())
+            .stdout(Stdio::null())
+            .stderr(log("ns.log"))
+            .spawn()
+            .unwrap()
+    };
+    let mut nsd = KillOnDrop(start_ns(&lab));
+    // a has a worker on h2; b has one on h3.
+    for (i, ns) in [(2, &a), (3, &b)] {
+        let w = lab
+            .exec(i, WORKER)
+            .args(["--namespace", ns, "--no-mdns", "--slots", "1", "--name", &format!("worker-h{i}")])
+            .env("MESHSOLVE_HOME", home.path())
+            .env("PYRO_NS_HOSTNAME", Lab::addr(1))
+            .stdout(Stdio::null())
+            .stderr(log(&format!("h{i}.log")))
+            .spawn()
+            .unwrap();
+        lab.procs.push(w);
+    }
+    let client = |ns: &str, args: &[&str]| -> Output {
+        lab.exec(4, CLIENT)
+            .args(["--namespace", ns, "--no-mdns"])
+            .args(args)
+            .env("MESHSOLVE_HOME", home.path())
+            .env("PYRO_NS_HOSTNAME", Lab::addr(1))
+            .env_remove("MESHSOLVE_INTERFACE")
+            .output()
+            .unwrap()
+    };
+    let names = |ns: &str| -> Vec<String> {
+        let out = client(ns, &["workers", "--json", "--wait", "2s"]);
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.iter().map(|w| w["name"].as_str().unwrap_or_default().to_string()).collect()
+    };
+    let t = Instant::now();
+    while names(&a).len() != 1 || names(&b).len() != 1 {
+        assert!(t.elapsed() < Duration::from_secs(40), "workers not registered");
+    }
+    assert_eq!(names(&a), vec!["worker-h2".to_string()], "namespace a sees only its worker");
+    assert_eq!(names(&b), vec!["worker-h3".to_string()], "namespace b sees only its worker");
+
+    // Kill the name server during a batch of a, restart it: the batch completes.
+    let dir = home.path().join("slow");
+    std::fs::create_dir_all(&dir).unwrap();
+    let hard = hard_model(&dir);
+    for i in 0..6 {
+        std::fs::copy(&hard, dir.join(format!("s{i}.lp"))).unwrap();
+    }
+    std::fs::remove_file(&hard).unwrap();
+    let batch = lab
+        .exec(4, CLIENT)
+        .args([
+            "--namespace",
+            &a,
+            "--no-mdns",
+            "--json",
+            "--quiet",
+            "--time-limit",
+            "500ms",
+            dir.to_str().unwrap(),
+        ])
+        .env("MESHSOLVE_HOME", home.path())
+        .env("PYRO_NS_HOSTNAME", Lab::addr(1))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let _ = nsd.0.kill();
+    let _ = nsd.0.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    nsd = KillOnDrop(start_ns(&lab));
+    let out = batch.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 6);
+    let t = Instant::now();
+    while names(&a).len() != 1 || names(&b).len() != 1 {
+        assert!(t.elapsed() < Duration::from_secs(30), "workers did not register again after the restart");
+    }
+    drop(nsd);
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

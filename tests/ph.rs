@@ -127,3 +127,31 @@ fn a_worker_killed_mid_run_does_not_change_the_answer() {
         v["history"].as_array().unwrap().iter().skip(1).map(|h| h["loaded"].as_u64().unwrap()).sum();
     assert!(reloaded > 0, "the lost worker's scenarios must be loaded elsewhere");
 }
+
+#[test]
+fn a_worker_that_joins_mid_run_takes_a_share() {
+    let mut mesh = Mesh::new("phjoin");
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.wait_for_workers(1);
+    let dir = mesh.home_path().join("f30");
+    meshsolve::ph::farmer::write(&dir, 30).unwrap();
+    let child = mesh
+        .cmd()
+        .args(["ph", dir.join("farmer.toml").to_str().unwrap(), "--json", "--max-iters", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while mesh.workers[0].log_text().matches("scenario resident").count() < 30 {
+        assert!(t.elapsed() < Duration::from_secs(30), "scenarios never loaded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    mesh.start_worker(&["--slots", "1"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(matches!(out.status.code(), Some(0) | Some(5)), "{}", show(&out));
+    let took = mesh.workers[1].log_text().matches("scenario resident").count();
+    assert!(took >= 5, "the newcomer should take a share of the 30 scenarios, took {took}");
+    let e = json_of(&out)["expected_cost"].as_f64().unwrap();
+    assert!(close(e, -131722.2106, 1e-3), "{e}");
+}

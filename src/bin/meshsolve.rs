@@ -252,6 +252,9 @@ struct BenchArgs {
     /// Seed of the generated models.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Scenarios of the farmer progressive-hedging figure (0 skips it).
+    #[arg(long, default_value_t = 30)]
+    ph_scenarios: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -1114,6 +1117,7 @@ async fn bench(m: &MeshArgs, b: BenchArgs) -> anyhow::Result<u8> {
         transfer_mb: b.transfer_mb,
         seed: b.seed,
         exe: std::env::current_exe()?,
+        ph_scenarios: b.ph_scenarios,
     };
     let t = Instant::now();
     let figs = meshsolve::bench::run(&opts, client_config(m)?, |s| eprintln!("bench: {s}")).await?;
