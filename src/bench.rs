@@ -410,6 +410,7 @@ async fn run_in(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             lost.push(t.elapsed().as_secs_f64() * 1000.0);
+            mesh.mark_lost(&ad.instance);
         }
         figs.push(figure("discovery", "worker process start until the client lists it (mDNS)", "ms", appear));
         if mesh.workers().len() >= 2 {
@@ -504,7 +505,7 @@ async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyh
     for _ in 0..reps.min(3) {
         let t = Instant::now();
         let r = crate::ph::run(mesh.clone(), &spec, &crate::ph::PhOptions::default(), |_| {}).await?;
-        wall.push(t.elapsed().as_secs_f64());
+        wall.push(t.elapsed().as_secs_f64() * 1000.0);
         iters.push(r.iterations as f64);
         let later: Vec<f64> = r.history.iter().skip(1).map(|h| h.bytes as f64).collect();
         if !later.is_empty() {
@@ -521,7 +522,7 @@ async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyh
             .write_mps(&mut std::io::BufWriter::new(std::fs::File::create(&path)?))?;
         let t = Instant::now();
         mesh.solve_file(&path, &JobOptions { prechecked: true, ..Default::default() }).await?;
-        ef.push(t.elapsed().as_secs_f64());
+        ef.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let base = figure("ph", format!("farmer {n} scenarios: extensive form on one worker"), "s", ef);
     let mut f =

@@ -154,6 +154,8 @@ pub struct Mesh {
     ns_conns: ConnCache,
     /// Workers reached only through a name server's relay.
     relayed: Mutex<std::collections::HashSet<String>>,
+    /// Workers that stopped answering, and since when (cleared by a new advert).
+    lost: Arc<Mutex<HashMap<String, Instant>>>,
     /// Why the name server last failed to answer, if it did.
     ns_status: Arc<Mutex<Option<String>>>,
     mdns: Option<Arc<Mdns>>,
@@ -170,6 +172,7 @@ impl Mesh {
         let (tx, changed) = watch::channel(0u64);
         let mut mdns = None;
         let ns_status = Arc::new(Mutex::new(None));
+        let lost = Arc::new(Mutex::new(HashMap::new()));
         if cfg.static_workers.is_empty() {
             let (etx, erx) = mpsc::unbounded_channel();
             if cfg.mdns {
@@ -200,6 +203,7 @@ impl Mesh {
                 ca.fingerprint(),
                 workers.clone(),
                 foreign.clone(),
+                lost.clone(),
                 tx,
             ));
         }
@@ -214,6 +218,7 @@ impl Mesh {
             ns_conns: ConnCache::default(),
             relayed: Mutex::new(Default::default()),
             ns_status,
+            lost,
             mdns,
         })
     }
@@ -224,11 +229,26 @@ impl Mesh {
     }
 
     /// Workers currently visible (mDNS) or given statically.
+    /// Workers currently visible (mDNS, name server) or given statically, less those
+    /// that stopped answering and have not announced themselves since.
     pub fn workers(&self) -> Vec<WorkerAd> {
-        let mut v: Vec<WorkerAd> =
-            self.workers.lock().map(|w| w.values().cloned().collect()).unwrap_or_default();
+        let lost = self.lost.lock().map(|l| l.clone()).unwrap_or_default();
+        let mut v: Vec<WorkerAd> = self
+            .workers
+            .lock()
+            .map(|w| w.values().filter(|ad| !lost.contains_key(&ad.instance)).cloned().collect())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.instance.cmp(&b.instance));
         v
+    }
+
+    /// Records that a worker stopped answering. A worker killed without a goodbye
+    /// stays advertised over mDNS until its records expire; [`Mesh::workers`] leaves
+    /// it out until it announces itself again, so new queues and PH runs do not wait on it.
+    pub fn mark_lost(&self, instance: &str) {
+        if let Ok(mut l) = self.lost.lock() {
+            l.insert(instance.to_string(), Instant::now());
+        }
     }
 
     /// Waits until at least one worker with `solver` is known, then a short moment
@@ -349,7 +369,10 @@ impl Mesh {
                         .map_err(|e| ClientError::Connect(format!("cannot open a stream to {addr}: {e}")))?;
                     return Ok(Stream { send, recv, conn, addr });
                 }
-                Err(e) if ad.relay.is_none() => return Err(e),
+                Err(e) if ad.relay.is_none() => {
+                    self.mark_lost(&ad.instance);
+                    return Err(e);
+                }
                 Err(e) => {
                     info!(worker = %ad.instance, "not reachable directly ({e}); using the name server's relay");
                     if let Ok(mut r) = self.relayed.lock() {
@@ -806,6 +829,7 @@ async fn track(
     ca: String,
     workers: Arc<Mutex<HashMap<String, WorkerAd>>>,
     foreign: Arc<Mutex<u32>>,
+    lost: Arc<Mutex<HashMap<String, Instant>>>,
     tx: watch::Sender<u64>,
 ) {
     let mut seen_foreign = std::collections::HashSet::new();
@@ -832,6 +856,10 @@ async fn track(
                     continue;
                 }
                 debug!(instance = %ad.instance, addrs = ?ad.addrs, ?source, "worker up");
+                // A fresh advert means it is alive (again).
+                if let Ok(mut l) = lost.lock() {
+                    l.remove(&ad.instance);
+                }
                 *slot = Some(ad);
             }
             DiscoveryEvent::Down(_) => {

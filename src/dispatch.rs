@@ -495,6 +495,7 @@ impl Actor {
                 Outcome::Retry(m.clone())
             }
             RunEnd::Failed(JobFailure::Lost(m)) => {
+                self.mesh.mark_lost(&worker);
                 if self.dead.insert(worker.clone(), Instant::now()).is_none() {
                     info!(%worker, "worker lost: {m}");
                     self.sched.worker_down(&worker);

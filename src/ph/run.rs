@@ -194,6 +194,7 @@ async fn run_step(
                 Err(e) => {
                     release(&ad.instance);
                     if let JobFailure::Lost(_) = e {
+                        mesh.mark_lost(&ad.instance);
                         if let Ok(mut p) = place.lock() {
                             p.dead.insert(ad.instance.clone());
                         }
@@ -222,6 +223,7 @@ async fn run_step(
                 warn!(scenario = %sc.path.display(), %worker, "scenario step failed, moving it: {e:?}");
                 release(&worker);
                 if let JobFailure::Lost(_) = e {
+                    mesh.mark_lost(&worker);
                     if let Ok(mut p) = place.lock() {
                         p.dead.insert(worker);
                     }
