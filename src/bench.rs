@@ -524,9 +524,9 @@ async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyh
         mesh.solve_file(&path, &JobOptions { prechecked: true, ..Default::default() }).await?;
         ef.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let base = figure("ph", format!("farmer {n} scenarios: extensive form on one worker"), "s", ef);
+    let base = figure("ph", format!("farmer {n} scenarios: extensive form on one worker"), "ms", ef);
     let mut f =
-        figure("ph", format!("farmer {n} scenarios: PH wall time (rho 1, threshold 1e-4)"), "s", wall);
+        figure("ph", format!("farmer {n} scenarios: PH wall time (rho 1, threshold 1e-4)"), "ms", wall);
     ratio(&mut f, &base, "extensive form");
     Ok(vec![
         f,
