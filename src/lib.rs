@@ -12,6 +12,7 @@ pub mod nameserver;
 pub mod nsqueue;
 pub mod ph;
 pub mod protocol;
+pub mod report;
 pub mod results;
 pub mod schedule;
 pub mod solver;

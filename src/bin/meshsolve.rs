@@ -1,7 +1,7 @@
 //! `meshsolve`: solve LP/MIP models on the workers of your namespace.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,14 +10,15 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use meshsolve::certs::{self, NamespaceCa};
 use meshsolve::cli;
-use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
+use std::collections::HashMap;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use meshsolve::client::{ClientConfig, JobOptions, JobResult, Mesh};
-use meshsolve::dispatch::{wait_any, Event, JobError, QueueOptions};
+use meshsolve::client::{ClientConfig, JobOptions, Mesh};
+use meshsolve::dispatch::{wait_any, JobError, QueueOptions};
 use meshsolve::local::LocalWorkers;
 use meshsolve::model::{self, Format};
+use meshsolve::report::{
+    fmt_value, print_json, print_record, record_json, record_of, report, Progress, ReportOptions,
+};
 use meshsolve::results::{expand_inputs, Record, ResultDir};
 use meshsolve::solver::{self, SolveOptions, Status};
 use tokio_util::sync::CancellationToken;
@@ -466,7 +467,7 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
     if let Some(store) = &store {
         store.write_summary(&records)?;
     }
-    report(a, &models, &records)?;
+    report(&report_options(a), &models, &records)?;
     let mut code = 0u8;
     for r in &records {
         code = code.max(match r.status.as_str() {
@@ -480,204 +481,8 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
     Ok(if interrupted { 130 } else { code })
 }
 
-fn record_of(path: &Path, outcome: &Result<JobResult, JobError>) -> Record {
-    match outcome {
-        Ok(r) => Record {
-            model: path.to_string_lossy().into_owned(),
-            status: r.solution.status.as_str().into(),
-            objective: r.solution.objective,
-            solver: r.solution.solver.clone(),
-            worker: r.worker.clone(),
-            address: Some(r.addr.to_string()),
-            solve_seconds: r.solution.solve_seconds,
-            wall_seconds: r.wall_seconds,
-            attempts: r.attempts,
-            error: None,
-            values: r.solution.values.clone(),
-        },
-        Err(e) => Record {
-            model: path.to_string_lossy().into_owned(),
-            status: "failed".into(),
-            objective: None,
-            solver: String::new(),
-            worker: String::new(),
-            address: None,
-            solve_seconds: 0.0,
-            wall_seconds: 0.0,
-            attempts: 0,
-            error: Some(e.to_string()),
-            values: Vec::new(),
-        },
-    }
-}
-
-fn record_json(r: &Record) -> serde_json::Value {
-    let values: serde_json::Map<String, serde_json::Value> =
-        r.values.iter().map(|(n, v)| (n.clone(), serde_json::json!(v))).collect();
-    serde_json::json!({
-        "model": r.model,
-        "status": r.status,
-        "objective": r.objective,
-        "solver": r.solver,
-        "worker": r.worker,
-        "address": r.address,
-        "solve_seconds": r.solve_seconds,
-        "wall_seconds": r.wall_seconds,
-        "attempts": r.attempts,
-        "error": r.error,
-        "values": values,
-    })
-}
-
-fn report(a: &SolveArgs, models: &[PathBuf], records: &[Record]) -> anyhow::Result<()> {
-    if let Some(out) = &a.output {
-        if let Some(r) = records.first() {
-            write_output(out, r, &record_json(r))?;
-        }
-    }
-    if a.json {
-        return print_json(records.iter().map(record_json).collect());
-    }
-    if records.len() == 1 {
-        print_record(&models[0], &records[0], a.zeros);
-        return Ok(());
-    }
-    let mut out = std::io::stdout().lock();
-    for r in records {
-        let _ = match &r.error {
-            Some(e) => writeln!(out, "{}: failed: {e}", r.model),
-            None => writeln!(
-                out,
-                "{}: {}{} on {} ({:.3} s{})",
-                r.model,
-                r.status,
-                r.objective.map(|o| format!(" {o}")).unwrap_or_default(),
-                r.worker,
-                r.solve_seconds,
-                if r.attempts > 1 { format!(", {} attempts", r.attempts) } else { String::new() }
-            ),
-        };
-    }
-    let failed = records.iter().filter(|r| r.error.is_some()).count();
-    let _ = writeln!(out, "{} model(s): {} solved, {} failed", records.len(), records.len() - failed, failed);
-    Ok(())
-}
-
-/// Live progress: a bar on a terminal, one line per event otherwise (on stderr).
-struct Progress {
-    bar: Option<ProgressBar>,
-    names: HashMap<usize, String>,
-    total: usize,
-    done: usize,
-    failed: usize,
-    running: BTreeMap<String, u32>,
-    quiet: bool,
-}
-
-impl Progress {
-    fn new(total: usize, names: HashMap<usize, String>, quiet: bool) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = ProgressBar::new(total as u64);
-            b.set_style(
-                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            b.enable_steady_tick(Duration::from_millis(200));
-            b
-        });
-        Progress { bar, names, total, done: 0, failed: 0, running: BTreeMap::new(), quiet }
-    }
-
-    fn line(&self, text: String) {
-        match &self.bar {
-            Some(b) => b.println(text),
-            None if !self.quiet => eprintln!("{text}"),
-            None => {}
-        }
-    }
-
-    fn note(&self, text: &str) {
-        self.line(format!("meshsolve: {text}"));
-    }
-
-    fn name(&self, job: usize) -> &str {
-        self.names.get(&job).map(String::as_str).unwrap_or("?")
-    }
-
-    fn event(&mut self, ev: &Event) {
-        let dec = |m: &mut BTreeMap<String, u32>, w: &str| {
-            if let Some(n) = m.get_mut(w) {
-                *n = n.saturating_sub(1);
-            }
-        };
-        match ev {
-            Event::Started { job, worker, attempt } => {
-                *self.running.entry(worker.clone()).or_default() += 1;
-                if self.bar.is_none() && *attempt > 1 {
-                    self.line(format!("retry   {} on {worker} (attempt {attempt})", self.name(*job)));
-                }
-            }
-            Event::Retrying { job, worker, reason } => {
-                dec(&mut self.running, worker);
-                self.line(format!("retry   {}: failed on {worker}: {reason}", self.name(*job)));
-            }
-            Event::Finished { job, result } => {
-                dec(&mut self.running, &result.worker);
-                self.done += 1;
-                if self.bar.is_none() && self.total > 1 {
-                    self.line(format!(
-                        "[{}/{}] {}: {}{} on {}",
-                        self.done + self.failed,
-                        self.total,
-                        self.name(*job),
-                        result.solution.status,
-                        result.solution.objective.map(|o| format!(" {o}")).unwrap_or_default(),
-                        result.worker
-                    ));
-                }
-            }
-            Event::Failed { job, error } => {
-                self.failed += 1;
-                self.line(format!(
-                    "[{}/{}] {}: failed: {error}",
-                    self.done + self.failed,
-                    self.total,
-                    self.name(*job)
-                ));
-            }
-            Event::WorkerUp(w) if self.total > 1 => self.line(format!("worker  {w} joined")),
-            Event::WorkerUp(_) => {}
-            Event::WorkerGone { worker, lost } => {
-                if *lost {
-                    self.running.remove(worker);
-                }
-                self.line(format!(
-                    "worker  {worker} {}",
-                    if *lost { "lost; its jobs go elsewhere" } else { "left" }
-                ))
-            }
-        }
-        if let Some(b) = &self.bar {
-            b.set_position((self.done + self.failed) as u64);
-            let running: u32 = self.running.values().sum();
-            let queued = self.total.saturating_sub(self.done + self.failed + running as usize);
-            let per: Vec<String> =
-                self.running.iter().filter(|(_, n)| **n > 0).map(|(w, n)| format!("{w}:{n}")).collect();
-            b.set_message(format!(
-                "done {} running {running} queued {queued} failed {} [{}]",
-                self.done,
-                self.failed,
-                per.join(" ")
-            ));
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
+fn report_options(a: &SolveArgs) -> ReportOptions {
+    ReportOptions { json: a.json, zeros: a.zeros, output: a.output.clone() }
 }
 
 fn solve_local(a: &SolveArgs, models: &[PathBuf], opts: &JobOptions) -> anyhow::Result<u8> {
@@ -704,7 +509,7 @@ fn solve_local(a: &SolveArgs, models: &[PathBuf], opts: &JobOptions) -> anyhow::
             values: sol.values,
         });
     }
-    report(a, models, &records)?;
+    report(&report_options(a), models, &records)?;
     Ok(records
         .iter()
         .map(|r| match r.status.as_str() {
@@ -715,71 +520,6 @@ fn solve_local(a: &SolveArgs, models: &[PathBuf], opts: &JobOptions) -> anyhow::
         })
         .max()
         .unwrap_or(0))
-}
-
-fn print_json(mut v: Vec<serde_json::Value>) -> anyhow::Result<()> {
-    let out = if v.len() == 1 { v.remove(0) } else { serde_json::Value::Array(v) };
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
-}
-
-fn print_record(path: &Path, r: &Record, zeros: bool) {
-    let mut out = std::io::stdout().lock();
-    if let Some(e) = &r.error {
-        let _ = writeln!(out, "{}: failed: {e}", path.display());
-        return;
-    }
-    let _ = writeln!(out, "{}: {}", path.display(), r.status);
-    if let Some(obj) = r.objective {
-        let _ = writeln!(out, "  objective   {obj}");
-    }
-    let where_ =
-        if r.worker == "local" { "this process".to_string() } else { format!("worker {}", r.worker) };
-    let _ = writeln!(out, "  solved by   {where_}, {}", r.solver);
-    let _ = writeln!(out, "  solve time  {:.3} s (wall {:.3} s)", r.solve_seconds, r.wall_seconds);
-    if r.attempts > 1 {
-        let _ = writeln!(out, "  attempts    {}", r.attempts);
-    }
-    if r.values.is_empty() {
-        return;
-    }
-    let shown: Vec<&(String, f64)> = r.values.iter().filter(|(_, v)| zeros || v.abs() > 1e-9).collect();
-    let width = shown.iter().map(|(n, _)| n.len()).max().unwrap_or(8).max(8);
-    let _ = writeln!(out, "  {:<width$}  value", "variable");
-    for (n, v) in &shown {
-        let _ = writeln!(out, "  {n:<width$}  {}", fmt_value(*v));
-    }
-    let hidden = r.values.len() - shown.len();
-    if hidden > 0 {
-        let _ = writeln!(out, "  ({hidden} variables at zero not shown; --zeros lists them)");
-    }
-}
-
-fn fmt_value(v: f64) -> String {
-    let r = v.round();
-    if (v - r).abs() <= 1e-9 * r.abs().max(1.0) && r.abs() < 1e15 {
-        format!("{}", r as i64)
-    } else {
-        format!("{v:.6}")
-    }
-}
-
-fn write_output(out: &Path, r: &Record, json: &serde_json::Value) -> anyhow::Result<()> {
-    let text = if out.extension().is_some_and(|e| e == "json") {
-        serde_json::to_string_pretty(json)?
-    } else {
-        let mut s = format!(
-            "# model {}\n# status {}\n# objective {}\n",
-            r.model,
-            r.status,
-            r.objective.map(|o| o.to_string()).unwrap_or_else(|| "none".into())
-        );
-        for (n, v) in &r.values {
-            s.push_str(&format!("{n} {v}\n"));
-        }
-        s
-    };
-    std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))
 }
 
 async fn workers(m: &MeshArgs, json: bool) -> anyhow::Result<u8> {
