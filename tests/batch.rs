@@ -114,20 +114,11 @@ fn a_worker_killed_mid_batch_loses_no_job() {
     let dir = mesh.home_path().join("slow");
     slow_models(&dir, 15);
     let outdir = mesh.home_path().join("out");
-    let client = mesh
-        .cmd()
-        .args(["--time-limit", "700ms", "--out", outdir.to_str().unwrap(), dir.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client =
+        mesh.spawn(&["--time-limit", "700ms", "--out", outdir.to_str().unwrap(), dir.to_str().unwrap()]);
     // Kill one worker while it is solving.
     let victim = mesh.workers[1].pid();
-    let t = Instant::now();
-    while children_of(victim).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(20), "victim never got a job");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(20, "victim never got a job", || !children_of(victim).is_empty());
     std::thread::sleep(Duration::from_millis(1200));
     mesh.workers[1].signal(libc::SIGKILL);
     let out = client.wait_with_output().unwrap();
@@ -153,13 +144,7 @@ fn ctrl_c_cancels_remote_solves_and_workers_keep_serving() {
     mesh.wait_for_workers(2);
     let dir = mesh.home_path().join("forever");
     slow_models(&dir, 6);
-    let mut client = mesh
-        .cmd()
-        .args([dir.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut client = mesh.spawn(&[dir.to_str().unwrap()]);
     let pids: Vec<u32> = mesh.workers.iter().map(|w| w.pid()).collect();
     let t = Instant::now();
     while pids.iter().map(|p| children_of(*p).len()).sum::<usize>() < 4 {
@@ -259,13 +244,7 @@ fn a_new_worker_takes_jobs_and_a_stopped_one_drains() {
     mesh.wait_for_workers(1);
     let dir = mesh.home_path().join("slow");
     slow_models(&dir, 12);
-    let client = mesh
-        .cmd()
-        .args(["--json", "--time-limit", "500ms", dir.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client = mesh.spawn(&["--json", "--time-limit", "500ms", dir.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(1000));
     let newcomer = mesh.start_worker(&["--slots", "1"]).addr.clone();
     std::thread::sleep(Duration::from_millis(1500));

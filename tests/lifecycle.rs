@@ -32,27 +32,9 @@ fn stopping_a_busy_worker_kills_its_solver_and_leaves_nothing_behind() {
     let mut mesh = Mesh::new("grace");
     let addr = mesh.start_worker(&["--slots", "1", "--grace", "1s"]).addr.clone();
     let model = hard_model(mesh.home_path());
-    let client = mesh
-        .cmd()
-        .args(["--worker", &addr, model.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client = mesh.spawn(&["--worker", &addr, model.to_str().unwrap()]);
     // Wait until the solver child runs.
-    let wpid = mesh.workers[0].pid();
-    let t = Instant::now();
-    let solver_pid = loop {
-        if let Some(p) = children_of(wpid).into_iter().next() {
-            break p;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "no solver process appeared\n{}",
-            mesh.workers[0].log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let solver_pid = first_child(mesh.workers[0].pid());
     std::thread::sleep(Duration::from_millis(300));
     assert!(alive(solver_pid));
     mesh.workers[0].signal(libc::SIGTERM);
@@ -76,22 +58,8 @@ fn a_killed_worker_takes_its_solver_with_it() {
     let mut mesh = Mesh::new("kill");
     let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
     let model = hard_model(mesh.home_path());
-    let mut client = mesh
-        .cmd()
-        .args(["--worker", &addr, model.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let wpid = mesh.workers[0].pid();
-    let t = Instant::now();
-    let solver_pid = loop {
-        if let Some(p) = children_of(wpid).into_iter().next() {
-            break p;
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "no solver process appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut client = mesh.spawn(&["--worker", &addr, model.to_str().unwrap()]);
+    let solver_pid = first_child(mesh.workers[0].pid());
     mesh.workers[0].signal(libc::SIGKILL);
     mesh.workers[0].wait_exit(Duration::from_secs(5)).expect("killed");
     let t = Instant::now();

@@ -2,7 +2,6 @@
 //! and a worker killed mid-run.
 
 mod common;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -100,13 +99,8 @@ fn a_worker_killed_mid_run_does_not_change_the_answer() {
     mesh.wait_for_workers(3);
     let dir = mesh.home_path().join("f30");
     meshsolve::ph::farmer::write(&dir, 30).unwrap();
-    let child = mesh
-        .cmd()
-        .args(["ph", dir.join("farmer.toml").to_str().unwrap(), "--json", "--max-iters", "150"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        mesh.spawn(&["ph", dir.join("farmer.toml").to_str().unwrap(), "--json", "--max-iters", "150"]);
     // Kill a worker once the run is under way (its resident scenarios are loaded).
     let victim = mesh.workers[1].pid();
     let t = Instant::now();
@@ -135,13 +129,8 @@ fn a_worker_that_joins_mid_run_takes_a_share() {
     mesh.wait_for_workers(1);
     let dir = mesh.home_path().join("f30");
     meshsolve::ph::farmer::write(&dir, 30).unwrap();
-    let child = mesh
-        .cmd()
-        .args(["ph", dir.join("farmer.toml").to_str().unwrap(), "--json", "--max-iters", "120"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        mesh.spawn(&["ph", dir.join("farmer.toml").to_str().unwrap(), "--json", "--max-iters", "120"]);
     let t = Instant::now();
     while mesh.workers[0].log_text().matches("scenario resident").count() < 30 {
         assert!(t.elapsed() < Duration::from_secs(30), "scenarios never loaded");

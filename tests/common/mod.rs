@@ -125,6 +125,11 @@ impl Mesh {
         c
     }
 
+    /// Starts `meshsolve ARGS` in the background, stdout and stderr captured.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start meshsolve")
+    }
+
     /// Runs `meshsolve ARGS` and returns its output.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().expect("run meshsolve")
@@ -188,6 +193,25 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Polls `cond` every 20 ms; fails the test with `what` after `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "{what} (waited {secs} s)");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first child process of `pid` (a worker's solver), waiting up to 20 s for one.
+pub fn first_child(pid: u32) -> u32 {
+    let mut found = None;
+    wait_until(20, "no solver process appeared", || {
+        found = children_of(pid).into_iter().next();
+        found.is_some()
+    });
+    found.expect("set by wait_until")
 }
 
 /// Whether `pid` is alive (a zombie counts as dead).
