@@ -65,6 +65,22 @@ impl Lab {
         lab
     }
 
+    /// Starts `meshworker` on host `i` named `worker-h<i>`, logging to `home/h<i>.log`.
+    fn worker(&mut self, i: usize, ns: &str, home: &std::path::Path, extra: &[&str], env: &[(&str, String)]) {
+        let log = std::fs::File::create(home.join(format!("h{i}.log"))).unwrap();
+        let mut c = self.exec(i, WORKER);
+        c.args(["--namespace", ns, "--slots", "1", "--name", &format!("worker-h{i}")])
+            .args(extra)
+            .env("MESHSOLVE_HOME", home)
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c.spawn().unwrap();
+        self.procs.push(child);
+    }
+
     fn exec(&self, i: usize, prog: &str) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.host(i), prog]);
@@ -105,25 +121,7 @@ fn three_hosts_find_each_other_over_mdns_and_solve() {
     let home = tempfile::tempdir().unwrap();
     let ns = unique_ns("netns");
     for i in 1..=2 {
-        let log = home.path().join(format!("h{i}.log"));
-        let child = lab
-            .exec(i, WORKER)
-            .args([
-                "--namespace",
-                &ns,
-                "--interface",
-                "eth0",
-                "--slots",
-                "1",
-                "--name",
-                &format!("worker-h{i}"),
-            ])
-            .env("MESHSOLVE_HOME", home.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        lab.procs.push(child);
+        lab.worker(i, &ns, home.path(), &["--interface", "eth0"], &[]);
     }
     let client = |args: &[&str]| -> Output {
         lab.exec(3, CLIENT)
@@ -226,25 +224,7 @@ fn name_server_lab(isolate_client: bool) {
         .unwrap();
     lab.procs.push(nsd);
     for i in 2..=3 {
-        let w = lab
-            .exec(i, WORKER)
-            .args([
-                "--namespace",
-                &ns,
-                "--interface",
-                "eth0",
-                "--slots",
-                "1",
-                "--name",
-                &format!("worker-h{i}"),
-            ])
-            .env("MESHSOLVE_HOME", home.path())
-            .env("PYRO_NS_HOSTNAME", Lab::addr(1))
-            .stdout(Stdio::null())
-            .stderr(log(&format!("h{i}.log")))
-            .spawn()
-            .unwrap();
-        lab.procs.push(w);
+        lab.worker(i, &ns, home.path(), &["--interface", "eth0"], &[("PYRO_NS_HOSTNAME", Lab::addr(1))]);
     }
     let client = |args: &[&str]| -> Output {
         lab.exec(4, CLIENT)
@@ -340,16 +320,7 @@ fn name_server_restart_and_two_namespaces_across_hosts() {
     let mut nsd = KillOnDrop(start_ns(&lab));
     // a has a worker on h2; b has one on h3.
     for (i, ns) in [(2, &a), (3, &b)] {
-        let w = lab
-            .exec(i, WORKER)
-            .args(["--namespace", ns, "--no-mdns", "--slots", "1", "--name", &format!("worker-h{i}")])
-            .env("MESHSOLVE_HOME", home.path())
-            .env("PYRO_NS_HOSTNAME", Lab::addr(1))
-            .stdout(Stdio::null())
-            .stderr(log(&format!("h{i}.log")))
-            .spawn()
-            .unwrap();
-        lab.procs.push(w);
+        lab.worker(i, ns, home.path(), &["--no-mdns"], &[("PYRO_NS_HOSTNAME", Lab::addr(1))]);
     }
     let client = |ns: &str, args: &[&str]| -> Output {
         lab.exec(4, CLIENT)
