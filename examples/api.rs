@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshsolve::client::{ClientConfig, JobOptions, Mesh};
-use meshsolve::dispatch::{wait_any, QueueOptions};
+use meshsolve::dispatch::{wait_any, Queue, QueueOptions};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{} worker(s) in namespace {}", workers.len(), mesh.namespace());
 
     // queue(): submit everything; each submit checks the model and returns a handle.
-    let queue = mesh.queue(QueueOptions::default());
+    let queue = Queue::new(&mesh, QueueOptions::default());
     let opts = JobOptions {
         solve: meshsolve::solver::SolveOptions { time_limit: Some(60.0), ..Default::default() },
         ..Default::default()
@@ -46,5 +46,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     queue.close().await;
+    mesh.close().await;
     Ok(())
 }

@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::client::{ClientConfig, JobOptions, Mesh};
-use crate::dispatch::{wait_all, QueueOptions};
+use crate::dispatch::{wait_all, Queue, QueueOptions};
 use crate::local::LocalWorkers;
 use crate::model::{self, Format};
 use crate::solver::{self, SolveOptions};
@@ -210,7 +210,7 @@ async fn run_in(
         let _ = solver.solve(&m, &SolveOptions::default())?;
         inproc.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    let queue = mesh.queue(QueueOptions::default());
+    let queue = Queue::new(&mesh, QueueOptions::default());
     let mut via = Vec::new();
     let mut worker_side = Vec::new();
     for _ in 0..reps * 5 {
@@ -428,7 +428,7 @@ async fn run_in(
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                let (queue, mut events) = mesh.queue_with_events(QueueOptions::default());
+                let (queue, mut events) = Queue::with_events(&mesh, QueueOptions::default());
                 let slow_job = JobOptions {
                     solve: SolveOptions { time_limit: Some(30.0), ..Default::default() },
                     prechecked: true,
@@ -476,9 +476,7 @@ async fn run_in(
         log(&format!("progressive hedging: farmer with {} scenarios", opts.ph_scenarios));
         figs.extend(ph_figures(&mesh, dir, opts.ph_scenarios, reps).await?);
     }
-    if let Ok(m) = Arc::try_unwrap(mesh) {
-        m.close().await;
-    }
+    mesh.close().await;
     if let Some(l) = local.as_mut() {
         match name_server_figures(l, &tiny, reps, log).await {
             Ok(f) => figs.extend(f),
@@ -521,7 +519,8 @@ async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyh
         crate::ph::augment::extensive_form(&models, &nonants)
             .write_mps(&mut std::io::BufWriter::new(std::fs::File::create(&path)?))?;
         let t = Instant::now();
-        mesh.solve_file(&path, &JobOptions { prechecked: true, ..Default::default() }).await?;
+        crate::dispatch::solve_file(mesh, &path, &JobOptions { prechecked: true, ..Default::default() })
+            .await?;
         ef.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let base = figure("ph", format!("farmer {n} scenarios: extensive form on one worker"), "ms", ef);
@@ -594,7 +593,8 @@ async fn name_server_figures(
     let relayed = Arc::new(Mesh::connect(cfg).await?);
     relayed.wait_for_workers(None, Duration::from_secs(10)).await?;
     let job = JobOptions { prechecked: true, ..Default::default() };
-    let (qd, qr) = (direct.queue(QueueOptions::default()), relayed.queue(QueueOptions::default()));
+    let (qd, qr) =
+        (Queue::new(&direct, QueueOptions::default()), Queue::new(&relayed, QueueOptions::default()));
     let (mut d, mut r) = (Vec::new(), Vec::new());
     for _ in 0..reps * 10 {
         let t = Instant::now();
@@ -637,9 +637,7 @@ async fn name_server_figures(
     }
     let _ = ns.kill().await;
     for m in [direct, relayed] {
-        if let Ok(m) = Arc::try_unwrap(m) {
-            m.close().await;
-        }
+        m.close().await;
     }
     Ok(vec![
         f,

@@ -1,13 +1,16 @@
-//! The client side of the mesh, usable as a library: find workers, check
-//! them, send models, collect solutions.
+//! The client side of the mesh, usable as a library: find workers (through
+//! any [`Discovery`] source), reach them directly or through a relay, and send
+//! them requests. Queues, retries and batches live one layer up, in
+//! [`crate::dispatch`]. May import: `certs`, `discovery`, `model`, `protocol`,
+//! `transport`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), meshsolve::client::ClientError> {
 //! use meshsolve::client::{ClientConfig, JobOptions, Mesh};
 //! let mesh = std::sync::Arc::new(Mesh::connect(ClientConfig::from_env()).await?);
-//! mesh.wait_for_workers(None, std::time::Duration::from_secs(3)).await?;
-//! let result = mesh.solve_file("farmer.lp".as_ref(), &JobOptions::default()).await?;
-//! println!("{:?} {:?}", result.solution.status, result.solution.objective);
+//! let ads = mesh.wait_for_workers(None, std::time::Duration::from_secs(3)).await?;
+//! println!("{} worker(s), first: {}", ads.len(), ads[0].instance);
+//! mesh.close().await;
 //! # Ok(()) }
 //! ```
 
@@ -18,17 +21,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::certs::{self, NamespaceCa, CLIENT_NAME};
 use crate::discovery::mdns::Mdns;
-use crate::discovery::{Discovery, DiscoveryEvent, WorkerAd};
+use crate::discovery::registry::{self, NameServerLookup};
+use crate::discovery::{Discoveries, Discovery, DiscoveryError, DiscoveryEvent, WorkerAd};
 use crate::model::{self, Format, ModelError};
 use crate::protocol::{
-    read_msg, write_msg, FailKind, Request, Response, ShutdownAck, SolveRequest, WorkerStatus, MAX_CONTROL,
-    MAX_RESPONSE,
+    read_msg, write_msg, FailKind, NsReply, QueuedJob, Request, Response, ShutdownAck, Solution,
+    SolveOptions, SolveRequest, WorkerStatus, MAX_CONTROL, MAX_RESPONSE,
 };
-use crate::solver::{Solution, SolveOptions};
 use crate::transport;
 
 /// How a client finds and reaches workers.
@@ -61,7 +66,7 @@ impl ClientConfig {
                 .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
                 .unwrap_or_default(),
             static_workers: Vec::new(),
-            name_server: crate::nameserver::from_env(),
+            name_server: registry::from_env(),
             mdns: true,
             via_name_server: false,
         }
@@ -119,27 +124,22 @@ pub enum ClientError {
     /// A worker could not be reached or refused us.
     #[error("{0}")]
     Connect(String),
-    /// The job itself failed (rejected, crashed everywhere, cancelled, no worker).
+    /// The namespace CA or a certificate could not be loaded or made.
     #[error(transparent)]
-    Job(#[from] crate::dispatch::JobError),
-    /// Local set-up failed (certificates, sockets).
+    Cert(#[from] certs::CertError),
+    /// The client endpoint could not be set up.
     #[error(transparent)]
-    Setup(#[from] anyhow::Error),
+    Transport(#[from] transport::TransportError),
+    /// Discovery could not start (mDNS daemon).
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// A background task of the client died.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
-impl From<certs::CertError> for ClientError {
-    fn from(e: certs::CertError) -> Self {
-        ClientError::Setup(e.into())
-    }
-}
-
-impl From<transport::TransportError> for ClientError {
-    fn from(e: transport::TransportError) -> Self {
-        ClientError::Setup(e.into())
-    }
-}
-
-/// A connection to the mesh of one namespace.
+/// A connection to the mesh of one namespace. Owns its discovery sources and
+/// the task that follows them; [`Mesh::close`] stops and awaits them.
 pub struct Mesh {
     cfg: ClientConfig,
     endpoint: quinn::Endpoint,
@@ -149,6 +149,8 @@ pub struct Mesh {
     /// Adverts of other namespaces seen (count), for error messages.
     foreign: Arc<Mutex<u32>>,
     changed: watch::Receiver<u64>,
+    /// Kept so that [`Mesh::subscribe`]rs never see a closed channel (and spin).
+    _changed_tx: Arc<watch::Sender<u64>>,
     conns: ConnCache,
     /// Connections to name servers (a different TLS server name than workers).
     ns_conns: ConnCache,
@@ -156,13 +158,20 @@ pub struct Mesh {
     relayed: Mutex<std::collections::HashSet<String>>,
     /// Workers that stopped answering, and since when (cleared by a new advert).
     lost: Arc<Mutex<HashMap<String, Instant>>>,
-    /// Why the name server last failed to answer, if it did.
-    ns_status: Arc<Mutex<Option<String>>>,
-    mdns: Option<Arc<Mdns>>,
+    /// Where workers come from (mDNS, the name server); `None` with static workers.
+    discovery: Option<Discoveries>,
+    /// Stops the tracking task.
+    cancel: CancellationToken,
+    /// The tracking task.
+    tasks: TaskTracker,
 }
 
 impl Mesh {
     /// Loads (or creates) the namespace CA, binds a client endpoint and starts browsing.
+    ///
+    /// # Errors
+    /// When the CA cannot be loaded or created, the endpoint cannot be bound, or
+    /// mDNS cannot start.
     pub async fn connect(cfg: ClientConfig) -> Result<Mesh, ClientError> {
         let ca = NamespaceCa::load_or_create(&cfg.home, &cfg.namespace)?;
         let id = ca.issue(CLIENT_NAME)?;
@@ -170,42 +179,41 @@ impl Mesh {
         let workers = Arc::new(Mutex::new(HashMap::new()));
         let foreign = Arc::new(Mutex::new(0));
         let (tx, changed) = watch::channel(0u64);
-        let mut mdns = None;
-        let ns_status = Arc::new(Mutex::new(None));
+        let changed_tx = Arc::new(tx);
         let lost = Arc::new(Mutex::new(HashMap::new()));
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let mut discovery = None;
         if cfg.static_workers.is_empty() {
-            let (etx, erx) = mpsc::unbounded_channel();
+            let mut sources: Vec<Box<dyn Discovery>> = Vec::new();
             if cfg.mdns {
-                let m = Arc::new(Mdns::new(&cfg.interfaces).map_err(anyhow::Error::from)?);
-                let mut rx = m.browse().map_err(anyhow::Error::from)?;
-                let etx = etx.clone();
-                tokio::spawn(async move {
-                    while let Some(ev) = rx.recv().await {
-                        if etx.send((Source::Mdns, ev)).is_err() {
-                            break;
-                        }
-                    }
-                });
-                mdns = Some(m);
+                sources.push(Box::new(Mdns::new(&cfg.interfaces)?));
             }
             if let Some(spec) = &cfg.name_server {
-                tokio::spawn(poll_name_server(
+                sources.push(Box::new(NameServerLookup::new(
                     endpoint.clone(),
                     spec.clone(),
                     cfg.namespace.clone(),
-                    etx.clone(),
-                    ns_status.clone(),
-                ));
+                )));
             }
-            tokio::spawn(track(
-                erx,
-                cfg.namespace.clone(),
-                ca.fingerprint(),
-                workers.clone(),
-                foreign.clone(),
-                lost.clone(),
-                tx,
-            ));
+            let d = Discoveries::new(sources);
+            let rx = d.browse()?;
+            let tracker = Tracker {
+                namespace: cfg.namespace.clone(),
+                ca: ca.fingerprint(),
+                workers: workers.clone(),
+                foreign: foreign.clone(),
+                lost: lost.clone(),
+                tx: changed_tx.clone(),
+            };
+            let c = cancel.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = c.cancelled() => {}
+                    _ = tracker.run(rx) => {}
+                }
+            });
+            discovery = Some(d);
         }
         Ok(Mesh {
             cfg,
@@ -214,12 +222,14 @@ impl Mesh {
             workers,
             foreign,
             changed,
+            _changed_tx: changed_tx,
             conns: ConnCache::default(),
             ns_conns: ConnCache::default(),
             relayed: Mutex::new(Default::default()),
-            ns_status,
             lost,
-            mdns,
+            discovery,
+            cancel,
+            tasks,
         })
     }
 
@@ -228,7 +238,6 @@ impl Mesh {
         &self.cfg.namespace
     }
 
-    /// Workers currently visible (mDNS) or given statically.
     /// Workers currently visible (mDNS, name server) or given statically, less those
     /// that stopped answering and have not announced themselves since.
     pub fn workers(&self) -> Vec<WorkerAd> {
@@ -284,10 +293,11 @@ impl Mesh {
         let found: Vec<WorkerAd> = self.workers().into_iter().filter(|w| w.has_solver(solver)).collect();
         if found.is_empty() {
             let foreign = self.foreign.lock().map(|f| *f).unwrap_or(0);
-            let ns_note = match (&self.cfg.name_server, self.ns_status.lock().ok().and_then(|s| s.clone())) {
-                (Some(ns), Some(err)) => format!("; name server {ns} unreachable: {err}"),
+            let problem = self.discovery.as_ref().and_then(|d| d.problem());
+            let ns_note = match (&self.cfg.name_server, problem) {
+                (_, Some(p)) => format!("; {p}"),
                 (Some(ns), None) => format!("; name server {ns} lists none"),
-                (None, _) => String::new(),
+                (None, None) => String::new(),
             };
             return Err(ClientError::NoWorkers {
                 namespace: self.cfg.namespace.clone(),
@@ -452,52 +462,48 @@ impl Mesh {
     }
 
     /// Asks a worker for its state.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when the worker cannot be reached or does not answer in 5 s.
     pub async fn status(&self, ad: &WorkerAd) -> Result<WorkerStatus, ClientError> {
-        let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
-        let io = async {
-            write_msg(&mut send, &Request::Status).await?;
-            send.finish()?;
-            let st: Option<WorkerStatus> = read_msg(&mut recv, MAX_CONTROL).await?;
-            st.ok_or_else(|| anyhow::anyhow!("worker closed the stream without an answer"))
-        };
-        tokio::time::timeout(Duration::from_secs(5), io)
-            .await
-            .map_err(|_| {
-                ClientError::Connect(format!("worker {addr} did not answer a status request within 5 s"))
-            })?
-            .map_err(|e| ClientError::Connect(format!("status request to {addr} failed: {e}")))
+        self.control(ad, &Request::Status, "status request").await
     }
 
     /// Asks a worker to exit.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when the worker cannot be reached or does not answer in 5 s.
     pub async fn shutdown_worker(&self, ad: &WorkerAd) -> Result<ShutdownAck, ClientError> {
+        self.control(ad, &Request::Shutdown, "shutdown request").await
+    }
+
+    /// One control request (no payload) and its one-frame answer, within 5 s.
+    async fn control<T: serde::de::DeserializeOwned>(
+        &self,
+        ad: &WorkerAd,
+        req: &Request,
+        what: &str,
+    ) -> Result<T, ClientError> {
         let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
         let io = async {
-            write_msg(&mut send, &Request::Shutdown).await?;
-            send.finish()?;
-            let ack: Option<ShutdownAck> = read_msg(&mut recv, MAX_CONTROL).await?;
-            ack.ok_or_else(|| anyhow::anyhow!("worker closed the stream without an answer"))
+            write_msg(&mut send, req).await.map_err(|e| e.to_string())?;
+            send.finish().map_err(|e| e.to_string())?;
+            match read_msg::<T>(&mut recv, MAX_CONTROL).await {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => Err("worker closed the stream without an answer".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
         };
         tokio::time::timeout(Duration::from_secs(5), io)
             .await
-            .map_err(|_| ClientError::Connect(format!("worker {addr} did not answer within 5 s")))?
-            .map_err(|e| ClientError::Connect(format!("shutdown request to {addr} failed: {e}")))
-    }
-
-    /// Validates `path` locally, then solves it on a free worker, retrying on
-    /// another worker if one dies or its solver crashes.
-    pub async fn solve_file(
-        self: &Arc<Self>,
-        path: &Path,
-        opts: &JobOptions,
-    ) -> Result<JobResult, ClientError> {
-        let queue = self.queue(crate::dispatch::QueueOptions::default());
-        let handle = queue.submit(path, opts).await?;
-        let out = handle.wait().await;
-        queue.close().await;
-        out.map_err(ClientError::from)
+            .map_err(|_| ClientError::Connect(format!("worker {addr} did not answer a {what} within 5 s")))?
+            .map_err(|e| ClientError::Connect(format!("{what} to {addr} failed: {e}")))
     }
 
     /// Builds the request header for a model file (format from the options or the name).
+    ///
+    /// # Errors
+    /// [`ClientError::Model`] when the format is unknown or the file unreadable.
     pub fn header(path: &Path, opts: &JobOptions) -> Result<SolveRequest, ClientError> {
         let (format, gzip) = match (opts.format, Format::from_path(path)) {
             (Some(f), g) => (f, g.map(|g| g.1).unwrap_or(false)),
@@ -565,51 +571,13 @@ impl Mesh {
         }
     }
 
-    /// Loads a scenario on a worker and keeps it resident there (progressive hedging).
-    pub async fn open_resident(
-        &self,
-        ad: &WorkerAd,
-        path: &Path,
-        header: &SolveRequest,
-        nonants: &[String],
-    ) -> Result<ResidentScenario, JobFailure> {
-        let Stream { mut send, mut recv, conn, addr } =
-            self.open(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
-        let lost = |e: &dyn std::fmt::Display| match conn.close_reason() {
-            Some(r) => JobFailure::Lost(format!("lost worker {addr}: {r}")),
-            None => JobFailure::Retry(format!("stream to {addr} failed: {e}")),
-        };
-        let open = crate::protocol::ResidentOpen { model: header.clone(), nonants: nonants.to_vec() };
-        write_msg(&mut send, &Request::Resident(open)).await.map_err(|e| lost(&e))?;
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
-        tokio::io::copy(&mut file, &mut send).await.map_err(|e| lost(&e))?;
-        match read_msg::<Response>(&mut recv, MAX_CONTROL).await {
-            Ok(Some(Response::Ready { quadratic, .. })) => Ok(ResidentScenario {
-                send,
-                recv,
-                conn,
-                worker: ad.instance.clone(),
-                quadratic,
-                bytes: header.size,
-            }),
-            Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
-                Err(JobFailure::Rejected(message))
-            }
-            Ok(Some(Response::Failed { message, .. })) => Err(JobFailure::Retry(message)),
-            Ok(_) => Err(JobFailure::Retry("worker sent an unexpected reply".into())),
-            Err(e) => Err(lost(&e)),
-        }
-    }
-
     async fn name_server_addr(&self) -> Result<SocketAddr, ClientError> {
         let spec = self.cfg.name_server.as_deref().ok_or_else(|| {
             ClientError::Connect(
                 "no name server: set PYRO_NS_HOSTNAME (and PYRO_NS_PORT) or pass --ns HOST[:PORT]".into(),
             )
         })?;
-        crate::nameserver::resolve(spec).await.map_err(|e| ClientError::Connect(format!("{e:#}")))
+        registry::resolve(spec).await.map_err(|e| ClientError::Connect(e.to_string()))
     }
 
     /// Leaves a model in the name server's queue as part of `batch` (`--detach`).
@@ -631,21 +599,21 @@ impl Mesh {
         let mut file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
         tokio::io::copy(&mut file, &mut send).await.map_err(|e| fail(&e))?;
         send.finish().map_err(|e| fail(&e))?;
-        match read_msg::<crate::protocol::NsReply>(&mut recv, MAX_CONTROL).await {
-            Ok(Some(crate::protocol::NsReply::Queued { index })) => Ok(index),
-            Ok(Some(crate::protocol::NsReply::Refused(m))) => Err(fail(&m)),
+        match read_msg::<NsReply>(&mut recv, MAX_CONTROL).await {
+            Ok(Some(NsReply::Queued { index })) => Ok(index),
+            Ok(Some(NsReply::Refused(m))) => Err(fail(&m)),
             other => Err(fail(&format!("unexpected reply {other:?}"))),
         }
     }
 
     /// The jobs of a detached batch, as the name server holds them.
-    pub async fn collect(&self, batch: &str) -> Result<Vec<crate::protocol::QueuedJob>, ClientError> {
+    pub async fn collect(&self, batch: &str) -> Result<Vec<QueuedJob>, ClientError> {
         let addr = self.name_server_addr().await?;
         let conn = self.ns_connection(addr).await?;
-        match crate::nameserver::call(&conn, &Request::Collect { batch: batch.to_string() }).await {
-            Ok(crate::protocol::NsReply::Batch(jobs)) => Ok(jobs),
+        match registry::call(&conn, &Request::Collect { batch: batch.to_string() }).await {
+            Ok(NsReply::Batch(jobs)) => Ok(jobs),
             Ok(other) => Err(ClientError::Connect(format!("unexpected reply {other:?}"))),
-            Err(e) => Err(ClientError::Connect(format!("name server {addr}: {e:#}"))),
+            Err(e) => Err(ClientError::Connect(format!("name server {addr}: {e}"))),
         }
     }
 
@@ -691,22 +659,29 @@ impl Mesh {
         self.conns.get(addr).is_none_or(|c| c.close_reason().is_some())
     }
 
-    /// Closes connections politely and stops browsing.
-    pub async fn close(self) {
+    /// Closes connections politely, stops browsing and awaits the mesh's tasks.
+    /// Safe to call with clones of an `Arc<Mesh>` outstanding, and more than once.
+    pub async fn close(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
         self.endpoint.close(0u32.into(), b"done");
         let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
-        if let Some(m) = self.mdns {
-            let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
+        if let Some(d) = &self.discovery {
+            d.shutdown().await;
         }
     }
 }
 
 /// Reads a model file (off the async threads) to check it, then drops it.
+///
+/// # Errors
+/// [`ClientError::Model`] with the file, line and what was expected.
 pub async fn check_model(path: &Path, format: Option<Format>) -> Result<(), ClientError> {
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || model::read_file(&p, format).map(|_| ()))
         .await
-        .map_err(|e| ClientError::Setup(anyhow::anyhow!("model check failed: {e}")))??;
+        .map_err(|e| ClientError::Internal(format!("model check failed: {e}")))??;
     Ok(())
 }
 
@@ -755,54 +730,6 @@ pub(crate) struct Stream {
     pub addr: SocketAddr,
 }
 
-/// A scenario resident on a worker: one open stream, one step at a time.
-pub struct ResidentScenario {
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
-    conn: quinn::Connection,
-    /// Worker instance holding it.
-    pub worker: String,
-    /// Whether its proximal term is quadratic.
-    pub quadratic: bool,
-    /// Bytes sent on this stream so far.
-    pub bytes: u64,
-}
-
-impl ResidentScenario {
-    /// Runs one step on the worker.
-    pub async fn step(
-        &mut self,
-        step: &crate::ph::augment::Step,
-    ) -> Result<crate::ph::augment::StepReply, JobFailure> {
-        let frame = crate::protocol::encode(step).map_err(|e| JobFailure::Rejected(e.to_string()))?;
-        self.bytes += frame.len() as u64;
-        let conn = self.conn.clone();
-        let lost = |e: &dyn std::fmt::Display| match conn.close_reason() {
-            Some(r) => JobFailure::Lost(format!("lost worker: {r}")),
-            None => JobFailure::Retry(format!("stream failed: {e}")),
-        };
-        self.send.write_all(&frame).await.map_err(|e| lost(&e))?;
-        match read_msg::<Response>(&mut self.recv, MAX_RESPONSE).await {
-            Ok(Some(Response::Step(r))) => Ok(r),
-            Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
-                Err(JobFailure::Rejected(message))
-            }
-            Ok(Some(Response::Failed { kind: FailKind::Unavailable, message })) => {
-                Err(JobFailure::Unavailable(message))
-            }
-            Ok(Some(Response::Failed { message, .. })) => Err(JobFailure::Retry(message)),
-            Ok(Some(_)) => Err(JobFailure::Retry("worker sent an unexpected reply".into())),
-            Ok(None) => Err(lost(&"worker closed the stream")),
-            Err(e) => Err(lost(&e)),
-        }
-    }
-
-    /// Releases the scenario (the worker stops its solver process).
-    pub fn close(mut self) {
-        let _ = self.send.finish();
-    }
-}
-
 /// How a single run of a job failed.
 #[derive(Debug)]
 pub enum JobFailure {
@@ -816,136 +743,52 @@ pub enum JobFailure {
     Unavailable(String),
 }
 
-/// Where an advert came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Mdns,
-    NameServer,
-}
-
-async fn track(
-    mut rx: mpsc::UnboundedReceiver<(Source, DiscoveryEvent)>,
+/// Follows the merged discovery events and keeps [`Mesh`]'s view of the
+/// namespace's workers: adverts of other namespaces, CAs or protocol versions
+/// are counted (for error messages) and left out.
+struct Tracker {
     namespace: String,
     ca: String,
     workers: Arc<Mutex<HashMap<String, WorkerAd>>>,
     foreign: Arc<Mutex<u32>>,
     lost: Arc<Mutex<HashMap<String, Instant>>>,
-    tx: watch::Sender<u64>,
-) {
-    let mut seen_foreign = std::collections::HashSet::new();
-    // Per instance: its advert from mDNS and from the name server.
-    let mut by_source: HashMap<String, (Option<WorkerAd>, Option<WorkerAd>)> = HashMap::new();
-    while let Some((source, ev)) = rx.recv().await {
-        let instance = match &ev {
-            DiscoveryEvent::Up(ad) => ad.instance.clone(),
-            DiscoveryEvent::Down(i) => i.clone(),
-        };
-        let entry = by_source.entry(instance.clone()).or_default();
-        let slot = if source == Source::Mdns { &mut entry.0 } else { &mut entry.1 };
-        match ev {
-            DiscoveryEvent::Up(ad) => {
-                if ad.namespace != namespace
-                    || ad.ca_fingerprint != ca
-                    || ad.protocol != crate::protocol::VERSION
-                {
-                    if seen_foreign.insert(ad.instance.clone()) {
-                        if let Ok(mut f) = foreign.lock() {
-                            *f += 1;
-                        }
-                    }
-                    continue;
-                }
-                debug!(instance = %ad.instance, addrs = ?ad.addrs, ?source, "worker up");
-                // A fresh advert means it is alive (again).
-                if let Ok(mut l) = lost.lock() {
-                    l.remove(&ad.instance);
-                }
-                *slot = Some(ad);
-            }
-            DiscoveryEvent::Down(_) => {
-                debug!(%instance, ?source, "worker down");
-                *slot = None;
-            }
-        }
-        // mDNS adverts carry addresses seen on this LAN; the name server adds its relay.
-        let merged = match (&entry.0, &entry.1) {
-            (Some(m), Some(n)) => Some(WorkerAd { relay: n.relay, ..m.clone() }),
-            (Some(m), None) => Some(m.clone()),
-            (None, Some(n)) => Some(n.clone()),
-            (None, None) => None,
-        };
-        if let Ok(mut w) = workers.lock() {
-            match merged {
-                Some(ad) => {
-                    w.insert(instance, ad);
-                }
-                None => {
-                    w.remove(&instance);
-                    by_source.remove(&instance);
-                }
-            }
-        }
-        tx.send_modify(|v| *v += 1);
-    }
+    tx: Arc<watch::Sender<u64>>,
 }
 
-/// Polls a name server for the namespace's workers and turns changes into events.
-async fn poll_name_server(
-    endpoint: quinn::Endpoint,
-    spec: String,
-    namespace: String,
-    tx: mpsc::UnboundedSender<(Source, DiscoveryEvent)>,
-    status: Arc<Mutex<Option<String>>>,
-) {
-    let server_name = transport::ns_server_name(&namespace);
-    let mut known: std::collections::HashSet<String> = Default::default();
-    let mut conn: Option<quinn::Connection> = None;
-    loop {
-        let round = async {
-            let addr = crate::nameserver::resolve(&spec).await?;
-            let c = match conn.take().filter(|c| c.close_reason().is_none()) {
-                Some(c) => c,
-                None => endpoint.connect(addr, &server_name)?.await?,
-            };
-            let reply = crate::nameserver::call(&c, &Request::List).await?;
-            conn = Some(c);
-            match reply {
-                crate::protocol::NsReply::Workers(ads) => Ok((addr, ads)),
-                other => anyhow::bail!("unexpected reply {other:?}"),
-            }
-        };
-        match tokio::time::timeout(Duration::from_secs(5), round).await {
-            Ok(Ok((addr, ads))) => {
-                if let Ok(mut st) = status.lock() {
-                    *st = None;
-                }
-                let now: std::collections::HashSet<String> = ads.iter().map(|a| a.instance.clone()).collect();
-                for mut ad in ads {
-                    ad.relay = Some(addr);
-                    if tx.send((Source::NameServer, DiscoveryEvent::Up(ad))).is_err() {
-                        return;
+impl Tracker {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<DiscoveryEvent>) {
+        let mut seen_foreign = std::collections::HashSet::new();
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                DiscoveryEvent::Up(ad) => {
+                    if ad.namespace != self.namespace
+                        || ad.ca_fingerprint != self.ca
+                        || ad.protocol != crate::protocol::VERSION
+                    {
+                        if seen_foreign.insert(ad.instance.clone()) {
+                            if let Ok(mut f) = self.foreign.lock() {
+                                *f += 1;
+                            }
+                        }
+                        continue;
+                    }
+                    debug!(instance = %ad.instance, addrs = ?ad.addrs, relay = ?ad.relay, "worker up");
+                    // A fresh advert means it is alive (again).
+                    if let Ok(mut l) = self.lost.lock() {
+                        l.remove(&ad.instance);
+                    }
+                    if let Ok(mut w) = self.workers.lock() {
+                        w.insert(ad.instance.clone(), ad);
                     }
                 }
-                for gone in known.difference(&now) {
-                    let _ = tx.send((Source::NameServer, DiscoveryEvent::Down(gone.clone())));
-                }
-                known = now;
-            }
-            Ok(Err(e)) => {
-                debug!("name server {spec}: {e:#}");
-                if let Ok(mut st) = status.lock() {
-                    *st = Some(format!("{e:#}"));
+                DiscoveryEvent::Down(instance) => {
+                    debug!(%instance, "worker down");
+                    if let Ok(mut w) = self.workers.lock() {
+                        w.remove(&instance);
+                    }
                 }
             }
-            Err(_) => {
-                if let Ok(mut st) = status.lock() {
-                    *st = Some("no answer within 5 s".into());
-                }
-            }
+            self.tx.send_modify(|v| *v += 1);
         }
-        if tx.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(700)).await;
     }
 }

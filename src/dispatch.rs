@@ -1,6 +1,7 @@
 //! Dispatch: an actor that owns a [`Scheduler`], follows the workers of the
 //! mesh as they come and go, runs jobs on them over QUIC, and retries jobs
-//! whose worker died or whose solver crashed.
+//! whose worker died or whose solver crashed. May import: `client`,
+//! `schedule`, `protocol`, `discovery`.
 //!
 //! The API mirrors what Pyomo's solver-manager queue offered, typed and async:
 //! [`Queue::submit`] returns a [`JobHandle`]; [`JobHandle::wait`],
@@ -20,10 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::client::{check_model, ClientError, JobFailure, JobOptions, JobResult, Mesh};
-use crate::discovery::WorkerAd;
-use crate::protocol::SolveRequest;
+use crate::protocol::{Solution, SolveRequest, WorkerAd};
 use crate::schedule::{Assignment, Capacity, JobId, JobState, Outcome, Scheduler};
-use crate::solver::Solution;
 
 /// Why a job produced no solution.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -120,7 +119,6 @@ enum Cmd {
     },
     Cancel(JobId),
     CancelAll(String),
-    Alive(String),
     Close(oneshot::Sender<()>),
 }
 
@@ -128,6 +126,17 @@ enum Cmd {
 #[derive(Clone)]
 pub struct Queue {
     tx: mpsc::UnboundedSender<Cmd>,
+    /// The actor's task: aborted when the last clone goes (after [`Queue::close`] it has ended).
+    _actor: Arc<AbortOnDrop>,
+}
+
+/// Owns a task and aborts it when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A submitted job.
@@ -178,52 +187,81 @@ pub async fn wait_all(handles: Vec<JobHandle>) -> Vec<JobOutcome> {
     out
 }
 
-/// Outcomes in the order the jobs finish.
-pub fn as_completed(handles: Vec<JobHandle>) -> mpsc::UnboundedReceiver<(JobId, JobOutcome)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    for h in handles {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let id = h.id;
-            let _ = tx.send((id, h.wait().await));
-        });
-    }
-    rx
+/// Outcomes in the order the jobs finish: call [`Completed::recv`] until `None`.
+pub fn as_completed(handles: Vec<JobHandle>) -> Completed {
+    Completed { handles }
 }
 
-impl Mesh {
-    /// Starts a job queue on this mesh. Progress events go to the returned receiver
-    /// (drop it if unused).
-    pub fn queue_with_events(
-        self: &Arc<Self>,
-        opts: QueueOptions,
-    ) -> (Queue, mpsc::UnboundedReceiver<Event>) {
+/// Jobs yielding their outcomes as they finish (see [`as_completed`]).
+pub struct Completed {
+    handles: Vec<JobHandle>,
+}
+
+impl Completed {
+    /// The next job to finish, or `None` when all have been returned.
+    pub async fn recv(&mut self) -> Option<(JobId, JobOutcome)> {
+        wait_any(&mut self.handles).await
+    }
+}
+
+/// Either half of solving one file: submitting it, or the job.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveFileError {
+    /// The model could not be read, or the queue is gone.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The job produced no solution.
+    #[error(transparent)]
+    Job(#[from] JobError),
+}
+
+/// Validates `path` locally, then solves it on a free worker of `mesh`,
+/// retrying on another worker if one dies or its solver crashes.
+///
+/// # Errors
+/// [`SolveFileError::Client`] for a bad model, [`SolveFileError::Job`] when no
+/// run produced a solution.
+pub async fn solve_file(
+    mesh: &Arc<Mesh>,
+    path: &Path,
+    opts: &JobOptions,
+) -> Result<JobResult, SolveFileError> {
+    let queue = Queue::new(mesh, QueueOptions::default());
+    let handle = queue.submit(path, opts).await?;
+    let out = handle.wait().await;
+    queue.close().await;
+    Ok(out?)
+}
+
+impl Queue {
+    /// Starts a job queue on `mesh`. Progress events go to the returned receiver
+    /// (drop it if unused). The queue's actor runs until the last `Queue` clone
+    /// and every job handle are gone, or [`Queue::close`].
+    pub fn with_events(mesh: &Arc<Mesh>, opts: QueueOptions) -> (Queue, mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let actor = Actor {
-            mesh: self.clone(),
+            mesh: mesh.clone(),
             sched: Scheduler::new(opts.max_attempts),
             jobs: Vec::new(),
             tasks: JoinSet::new(),
+            probes: JoinSet::new(),
             events: ev_tx,
             dead: HashMap::new(),
             probing: HashSet::new(),
             waiting_since: HashMap::new(),
             opts,
-            self_tx: tx.clone(),
             closing: None,
         };
-        tokio::spawn(actor.run(rx));
-        (Queue { tx }, ev_rx)
+        let task = tokio::spawn(actor.run(rx));
+        (Queue { tx, _actor: Arc::new(AbortOnDrop(task)) }, ev_rx)
     }
 
-    /// Starts a job queue on this mesh.
-    pub fn queue(self: &Arc<Self>, opts: QueueOptions) -> Queue {
-        self.queue_with_events(opts).0
+    /// Starts a job queue on `mesh`.
+    pub fn new(mesh: &Arc<Mesh>, opts: QueueOptions) -> Queue {
+        Queue::with_events(mesh, opts).0
     }
-}
 
-impl Queue {
     /// Checks a model file locally (unless `opts.prechecked`) and queues it.
     pub async fn submit(&self, path: &Path, opts: &JobOptions) -> Result<JobHandle, ClientError> {
         if !opts.prechecked {
@@ -234,8 +272,8 @@ impl Queue {
         let (id_tx, id_rx) = oneshot::channel();
         self.tx
             .send(Cmd::Submit { path: path.to_path_buf(), header, reply, id: id_tx })
-            .map_err(|_| ClientError::Setup(anyhow::anyhow!("queue closed")))?;
-        let id = id_rx.await.map_err(|_| ClientError::Setup(anyhow::anyhow!("queue closed")))?;
+            .map_err(|_| ClientError::Internal("queue closed".into()))?;
+        let id = id_rx.await.map_err(|_| ClientError::Internal("queue closed".into()))?;
         Ok(JobHandle { id, rx, tx: self.tx.clone() })
     }
 
@@ -275,6 +313,8 @@ struct Actor {
     sched: Scheduler,
     jobs: Vec<JobData>,
     tasks: JoinSet<(JobId, u64, String, RunEnd)>,
+    /// Probes of lost workers that are still advertised: the instance, and whether it answered.
+    probes: JoinSet<(String, bool)>,
     events: mpsc::UnboundedSender<Event>,
     /// Workers whose connection was lost, and since when; ignored until a probe answers.
     dead: HashMap<String, Instant>,
@@ -282,7 +322,6 @@ struct Actor {
     /// Queued jobs that no worker can run, and since when.
     waiting_since: HashMap<JobId, Instant>,
     opts: QueueOptions,
-    self_tx: mpsc::UnboundedSender<Cmd>,
     closing: Option<oneshot::Sender<()>>,
 }
 
@@ -307,8 +346,16 @@ impl Actor {
                         self.finished(job, run, worker, end);
                     }
                 }
+                Some(probe) = self.probes.join_next(), if !self.probes.is_empty() => {
+                    if let Ok((worker, answered)) = probe {
+                        self.probed(worker, answered);
+                    }
+                }
                 r = changed.changed() => {
-                    if r.is_err() { changed = self.mesh.subscribe(); }
+                    if r.is_err() {
+                        // The mesh is closing: nothing will change any more.
+                        open = false;
+                    }
                     self.sync();
                 }
                 _ = tick.tick() => {
@@ -365,12 +412,14 @@ impl Actor {
                 }
                 self.closing = Some(done);
             }
-            Cmd::Alive(worker) => {
-                self.probing.remove(&worker);
-                if self.dead.remove(&worker).is_some() {
-                    info!(%worker, "worker answers again");
-                }
-            }
+        }
+    }
+
+    /// A probe of a lost worker ended; a worker that did not answer is probed again later.
+    fn probed(&mut self, worker: String, answered: bool) {
+        self.probing.remove(&worker);
+        if answered && self.dead.remove(&worker).is_some() {
+            info!(%worker, "worker answers again");
         }
     }
 
@@ -397,14 +446,13 @@ impl Actor {
                 if since.elapsed() > Duration::from_secs(5) && self.probing.insert(name.clone()) {
                     let mesh = self.mesh.clone();
                     let ad = ad.clone();
-                    let tx = self.self_tx.clone();
-                    tokio::spawn(async move {
-                        if mesh.status(&ad).await.is_ok() {
-                            let _ = tx.send(Cmd::Alive(ad.instance.clone()));
-                        } else {
+                    self.probes.spawn(async move {
+                        let answered = mesh.status(&ad).await.is_ok();
+                        if !answered {
+                            // Probe again no sooner than in 5 s.
                             tokio::time::sleep(Duration::from_secs(5)).await;
-                            let _ = tx.send(Cmd::Alive(String::new()));
                         }
+                        (ad.instance, answered)
                     });
                 }
                 continue;
@@ -415,7 +463,6 @@ impl Actor {
             }
             self.sched.worker_up(name, capacity(ad));
         }
-        self.probing.retain(|p| !p.is_empty());
         for name in known {
             if !visible.contains_key(&name) && !self.dead.contains_key(&name) {
                 // Goodbye: no new jobs; running ones finish or come back as failures.

@@ -1,23 +1,14 @@
-//! Batch inputs and outputs: expanding files, directories and glob patterns
-//! into model paths, and the `--out DIR` result store that makes an
-//! interrupted batch resumable.
+//! Batch outputs: the `--out DIR` result store that makes an interrupted
+//! batch resumable, and the summaries.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Format;
-
-/// Errors expanding inputs or writing results.
+/// Errors writing results.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    /// An input names nothing.
-    #[error("{0}: no such file, directory or matching pattern")]
-    Missing(PathBuf),
-    /// A directory or pattern holds no model file.
-    #[error("{0}: no model files (.lp, .mps, optionally .gz) found")]
-    Empty(PathBuf),
     /// File system trouble.
     #[error("{path}: {source}")]
     Io {
@@ -30,94 +21,6 @@ pub enum ResultsError {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
     move |source| ResultsError::Io { path: path.to_path_buf(), source }
-}
-
-fn is_model(p: &Path) -> bool {
-    p.is_file() && Format::from_path(p).is_some()
-}
-
-fn walk(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<(), ResultsError> {
-    for e in std::fs::read_dir(dir).map_err(io(dir))? {
-        let p = e.map_err(io(dir))?.path();
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if is_model(&p) {
-            out.insert(p);
-        }
-    }
-    Ok(())
-}
-
-/// Matches `name` against a pattern with `*` and `?`.
-pub fn glob_match(pat: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pat.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// Expands files, directories (recursively, model files only) and patterns
-/// with `*`/`?` in their last component, keeping the order given and dropping
-/// duplicates.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ResultsError> {
-    let mut out = Vec::new();
-    let mut seen = BTreeSet::new();
-    for input in inputs {
-        let mut found = BTreeSet::new();
-        let text = input.to_string_lossy();
-        if input.is_file() {
-            found.insert(input.clone());
-        } else if input.is_dir() {
-            walk(input, &mut found)?;
-            if found.is_empty() {
-                return Err(ResultsError::Empty(input.clone()));
-            }
-        } else if text.contains(['*', '?']) {
-            let dir = input.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let pat = input.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            if dir.is_dir() {
-                for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
-                    let p = e.path();
-                    if p.is_file() && glob_match(&pat, &e.file_name().to_string_lossy()) {
-                        found.insert(if input.parent().is_some_and(|d| d.as_os_str().is_empty()) {
-                            PathBuf::from(e.file_name())
-                        } else {
-                            p
-                        });
-                    }
-                }
-            }
-            if found.is_empty() {
-                return Err(ResultsError::Missing(input.clone()));
-            }
-        } else {
-            return Err(ResultsError::Missing(input.clone()));
-        }
-        for p in found {
-            if seen.insert(p.clone()) {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// One model's result as stored in `--out DIR` and in the summaries.
@@ -234,28 +137,6 @@ impl ResultDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*.lp", "a.lp"));
-        assert!(glob_match("run?-*.mps.gz", "run1-x.mps.gz"));
-        assert!(!glob_match("*.lp", "a.mps"));
-        assert!(glob_match("*", ""));
-    }
-
-    #[test]
-    fn expands_dirs_patterns_and_dedupes() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("sub")).unwrap();
-        for f in ["a.lp", "b.mps", "notes.txt", "sub/c.mps.gz"] {
-            std::fs::write(d.path().join(f), "x").unwrap();
-        }
-        let all = expand_inputs(&[d.path().to_path_buf(), d.path().join("*.lp")]).unwrap();
-        let names: Vec<String> =
-            all.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, vec!["a.lp", "b.mps", "c.mps.gz"]);
-        assert!(matches!(expand_inputs(&[d.path().join("nope.lp")]), Err(ResultsError::Missing(_))));
-    }
 
     #[test]
     fn result_dir_round_trip_and_unique_names() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use meshsolve::client::{ClientConfig, JobOptions, Mesh};
-use meshsolve::dispatch::{as_completed, wait_all, wait_any, JobError, QueueOptions};
+use meshsolve::dispatch::{as_completed, wait_all, wait_any, JobError, Queue, QueueOptions};
 
 fn config(mesh: &common::Mesh) -> ClientConfig {
     ClientConfig {
@@ -26,7 +26,7 @@ async fn queue_wait_any_wait_all_as_completed_and_cancel() {
     lab.start_worker(&["--slots", "2"]);
     let mesh = Arc::new(Mesh::connect(config(&lab)).await.unwrap());
     mesh.wait_for_workers(None, Duration::from_secs(10)).await.unwrap();
-    let queue = mesh.queue(QueueOptions::default());
+    let queue = Queue::new(&mesh, QueueOptions::default());
     let farmer = examples().join("farmer/farmer.lp");
     let ks = examples().join("knapsack.lp");
     let opts = JobOptions::default();

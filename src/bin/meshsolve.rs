@@ -14,12 +14,13 @@ use std::collections::HashMap;
 
 use meshsolve::client::{ClientConfig, JobOptions, Mesh};
 use meshsolve::dispatch::{wait_any, JobError, QueueOptions};
+use meshsolve::inputs::expand_inputs;
 use meshsolve::local::LocalWorkers;
 use meshsolve::model::{self, Format};
 use meshsolve::report::{
     fmt_value, print_json, print_record, record_json, record_of, report, Progress, ReportOptions,
 };
-use meshsolve::results::{expand_inputs, Record, ResultDir};
+use meshsolve::results::{Record, ResultDir};
 use meshsolve::solver::{self, SolveOptions, Status};
 use tokio_util::sync::CancellationToken;
 
@@ -407,10 +408,10 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
         let mesh = Arc::new(Mesh::connect(client_config(m)?).await?);
         let found = mesh.wait_for_workers(a.solver.as_deref(), m.wait).await?;
         tracing::info!(workers = found.len(), "workers found");
-        let (queue, mut events) = mesh.queue_with_events(QueueOptions {
-            max_attempts: a.attempts.max(1),
-            patience: m.wait.max(Duration::from_secs(10)),
-        });
+        let (queue, mut events) = meshsolve::dispatch::Queue::with_events(
+            &mesh,
+            QueueOptions { max_attempts: a.attempts.max(1), patience: m.wait.max(Duration::from_secs(10)) },
+        );
         let mut handles = Vec::new();
         let mut model_of = HashMap::new();
         for &i in &todo {
@@ -459,9 +460,7 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
         }
         progress.finish();
         queue.close().await;
-        if let Ok(mesh) = Arc::try_unwrap(mesh) {
-            mesh.close().await;
-        }
+        mesh.close().await;
     }
     let records: Vec<Record> = records.into_iter().map(|r| r.expect("every model has a record")).collect();
     if let Some(store) = &store {
@@ -790,7 +789,7 @@ async fn ph(m: &MeshArgs, a: PhArgs) -> anyhow::Result<u8> {
         let path = dir.join(format!("{}-ef.mps", spec.name));
         ef.write_mps(&mut std::io::BufWriter::new(std::fs::File::create(&path)?))?;
         let job = JobOptions { solver: a.solver.clone(), prechecked: true, ..Default::default() };
-        let r = mesh.solve_file(&path, &job).await;
+        let r = meshsolve::dispatch::solve_file(&mesh, &path, &job).await;
         let _ = std::fs::remove_dir_all(&dir);
         let r = r?;
         let sign = if models.first().is_some_and(|(m, _)| m.sense == meshsolve::model::Sense::Maximize) {
@@ -842,9 +841,7 @@ async fn ph(m: &MeshArgs, a: PhArgs) -> anyhow::Result<u8> {
             println!("  {n:<width$}  {}", fmt_value(*x));
         }
     }
-    if let Ok(mesh) = Arc::try_unwrap(mesh) {
-        mesh.close().await;
-    }
+    mesh.close().await;
     Ok(if result.converged { 0 } else { 5 })
 }
 
@@ -891,16 +888,14 @@ async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
             t0.elapsed().as_secs_f64(),
             found.iter().map(|w| w.instance.as_str()).collect::<Vec<_>>().join(", ")
         );
-        let res = mesh.solve_file(&model, &JobOptions::default()).await;
+        let res = meshsolve::dispatch::solve_file(&mesh, &model, &JobOptions::default()).await;
         let rec = record_of(&model, &res.as_ref().map_err(|e| JobError::Failed(e.to_string())).cloned());
         let res = res?;
         print_record(&model, &rec, false);
         println!(
             "demo: expected objective -108390 (profit 108,390: wheat 170, corn 80, sugar beets 250 acres)"
         );
-        if let Ok(mesh) = Arc::try_unwrap(mesh) {
-            mesh.close().await;
-        }
+        mesh.close().await;
         Ok::<_, anyhow::Error>(exit_code(res.solution.status))
     }
     .await;

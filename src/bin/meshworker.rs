@@ -126,7 +126,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         solver_exe: std::env::current_exe().context("cannot find my own executable")?,
         max_model: worker::DEFAULT_MAX_MODEL,
         solver_memory: opts.solver_memory.map(|m| m << 20),
-        name_server: opts.name_server.or_else(meshsolve::nameserver::from_env),
+        name_server: opts.name_server.or_else(meshsolve::discovery::registry::from_env),
     };
     let discovery: Arc<dyn meshsolve::discovery::Discovery> = if opts.no_mdns {
         if cfg.name_server.is_none() {

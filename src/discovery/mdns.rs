@@ -1,4 +1,5 @@
-//! mDNS discovery on top of `mdns-sd`. No `mdns_sd` type leaves this file.
+//! mDNS discovery on top of `mdns-sd`: adverts as TXT records, browsing as a
+//! task owned by [`Mdns`]. No `mdns_sd` type leaves this file.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -7,12 +8,19 @@ use std::time::Duration;
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 use tokio::sync::mpsc;
 
-use super::{Discovery, DiscoveryError, DiscoveryEvent, SolverInfo, WorkerAd, SERVICE_TYPE};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{BoxFuture, Discovery, DiscoveryError, DiscoveryEvent, SolverInfo, WorkerAd, SERVICE_TYPE};
 
 /// mDNS announcer and browser.
 pub struct Mdns {
     daemon: ServiceDaemon,
     registered: Mutex<Vec<String>>,
+    /// Stops the browse tasks.
+    cancel: CancellationToken,
+    /// The browse tasks, awaited by [`Discovery::shutdown`].
+    tasks: TaskTracker,
 }
 
 fn err(e: impl std::fmt::Display) -> DiscoveryError {
@@ -30,7 +38,12 @@ impl Mdns {
                 daemon.enable_interface(IfKind::Name(name.clone())).map_err(err)?;
             }
         }
-        Ok(Mdns { daemon, registered: Mutex::new(Vec::new()) })
+        Ok(Mdns {
+            daemon,
+            registered: Mutex::new(Vec::new()),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
     }
 }
 
@@ -141,63 +154,67 @@ impl Discovery for Mdns {
     fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError> {
         let rx = self.daemon.browse(SERVICE_TYPE).map_err(err)?;
         let (tx, out) = mpsc::unbounded_channel();
-        std::thread::Builder::new()
-            .name("mdns-browse".into())
-            .spawn(move || {
-                while let Ok(ev) = rx.recv() {
-                    let sent = match ev {
-                        ServiceEvent::ServiceResolved(svc) => {
-                            let instance = svc
-                                .fullname
-                                .strip_suffix(&format!(".{SERVICE_TYPE}"))
-                                .unwrap_or(&svc.fullname)
-                                .to_string();
-                            let mut addrs: Vec<SocketAddr> = svc
-                                .addresses
-                                .iter()
-                                .map(|a| SocketAddr::new(a.to_ip_addr(), svc.port))
-                                .collect();
-                            addrs.sort();
-                            let props = &svc.txt_properties;
-                            match decode(&instance, addrs, |k| {
-                                props.get_property_val_str(k).map(str::to_string)
-                            }) {
-                                Some(ad) => tx.send(DiscoveryEvent::Up(ad)),
-                                None => {
-                                    tracing::debug!(%instance, "ignoring mDNS advert with missing fields");
-                                    Ok(())
-                                }
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tx.closed() => break,
+                    ev = rx.recv_async() => match ev { Ok(ev) => ev, Err(_) => break },
+                };
+                let ev = match ev {
+                    ServiceEvent::ServiceResolved(svc) => {
+                        let instance = instance_of(&svc.fullname);
+                        let mut addrs: Vec<SocketAddr> =
+                            svc.addresses.iter().map(|a| SocketAddr::new(a.to_ip_addr(), svc.port)).collect();
+                        addrs.sort();
+                        let props = &svc.txt_properties;
+                        match decode(&instance, addrs, |k| props.get_property_val_str(k).map(str::to_string))
+                        {
+                            Some(ad) => DiscoveryEvent::Up(ad),
+                            None => {
+                                tracing::debug!(%instance, "ignoring mDNS advert with missing fields");
+                                continue;
                             }
                         }
-                        ServiceEvent::ServiceRemoved(_, fullname) => {
-                            let instance = fullname
-                                .strip_suffix(&format!(".{SERVICE_TYPE}"))
-                                .unwrap_or(&fullname)
-                                .to_string();
-                            tx.send(DiscoveryEvent::Down(instance))
-                        }
-                        _ => Ok(()),
-                    };
-                    if sent.is_err() {
-                        break;
                     }
+                    ServiceEvent::ServiceRemoved(_, fullname) => DiscoveryEvent::Down(instance_of(&fullname)),
+                    _ => continue,
+                };
+                if tx.send(ev).is_err() {
+                    break;
                 }
-            })
-            .map_err(err)?;
+            }
+        });
         Ok(out)
     }
 
-    fn shutdown(&self) {
-        let names: Vec<String> =
-            self.registered.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
-        for name in names {
-            if let Ok(rx) = self.daemon.unregister(&name) {
-                // Wait for the goodbye packets to be sent.
-                let _ = rx.recv_timeout(Duration::from_secs(1));
-            }
-        }
-        if let Ok(rx) = self.daemon.shutdown() {
-            let _ = rx.recv_timeout(Duration::from_secs(1));
-        }
+    fn shutdown(&self) -> BoxFuture<'_> {
+        Box::pin(async move {
+            self.cancel.cancel();
+            self.tasks.close();
+            self.tasks.wait().await;
+            let names: Vec<String> =
+                self.registered.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+            let daemon = self.daemon.clone();
+            // The daemon's replies are blocking channels: wait for them off the async threads.
+            let _ = tokio::task::spawn_blocking(move || {
+                for name in names {
+                    if let Ok(rx) = daemon.unregister(&name) {
+                        // Wait for the goodbye packets to be sent.
+                        let _ = rx.recv_timeout(Duration::from_secs(1));
+                    }
+                }
+                if let Ok(rx) = daemon.shutdown() {
+                    let _ = rx.recv_timeout(Duration::from_secs(1));
+                }
+            })
+            .await;
+        })
     }
+}
+
+/// The instance name of a full service name.
+fn instance_of(fullname: &str) -> String {
+    fullname.strip_suffix(&format!(".{SERVICE_TYPE}")).unwrap_or(fullname).to_string()
 }

@@ -1,55 +1,27 @@
-//! How workers are found: a small trait with an mDNS implementation (and, on
-//! firewalled clusters, a static name server later).
+//! How workers are found: one small trait, [`Discovery`], with an mDNS
+//! implementation ([`mdns`]), a static name-server lookup ([`registry`]) and a
+//! fan-out ([`Discoveries`]) that merges them, so a client does not care where
+//! a worker came from.
+//!
+//! May import: `protocol`, `transport`, `certs`. Every task a back-end spawns
+//! is owned by it and stopped by [`Discovery::shutdown`].
 
 pub mod mdns;
+pub mod registry;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub use crate::protocol::SolverInfo;
+pub use crate::protocol::{SolverInfo, WorkerAd};
 
 /// mDNS service type of meshsolve workers.
 pub const SERVICE_TYPE: &str = "_meshsolve._udp.local.";
-
-/// What a worker advertises.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct WorkerAd {
-    /// Unique instance name (`<host>-<port>` by default).
-    pub instance: String,
-    /// Namespace served.
-    pub namespace: String,
-    /// Addresses to reach it (QUIC over UDP).
-    pub addrs: Vec<SocketAddr>,
-    /// Its solvers, best first.
-    pub solvers: Vec<SolverInfo>,
-    /// Concurrent solves it runs.
-    pub slots: u32,
-    /// Fingerprint of its namespace CA.
-    pub ca_fingerprint: String,
-    /// Protocol version.
-    pub protocol: u32,
-    /// meshsolve version.
-    pub version: String,
-    /// A name server that relays to this worker, for clients that cannot reach it directly.
-    #[serde(default)]
-    pub relay: Option<SocketAddr>,
-}
-
-impl WorkerAd {
-    /// Whether it can run `solver` (any solver when `None`).
-    pub fn has_solver(&self, solver: Option<&str>) -> bool {
-        match solver {
-            None => !self.solvers.is_empty(),
-            Some(s) => self.solvers.iter().any(|x| x.name.eq_ignore_ascii_case(s)),
-        }
-    }
-
-    /// Address to dial: IPv4 first (loopback and LANs), then IPv6.
-    pub fn best_addr(&self) -> Option<SocketAddr> {
-        self.addrs.iter().find(|a| a.is_ipv4()).or_else(|| self.addrs.first()).copied()
-    }
-}
 
 /// A change in the set of visible workers.
 #[derive(Debug, Clone)]
@@ -68,14 +40,44 @@ pub enum DiscoveryError {
     Mdns(String),
 }
 
+/// A boxed future, so the trait stays usable as `dyn Discovery`.
+pub type BoxFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// A way to announce workers and to watch them come and go.
 pub trait Discovery: Send + Sync {
     /// Starts advertising this worker; returns at once.
+    ///
+    /// # Errors
+    /// When the back-end cannot advertise (its daemon is down).
     fn announce(&self, ad: &WorkerAd) -> Result<(), DiscoveryError>;
-    /// Workers as they appear and vanish, unfiltered. Dropping the receiver stops browsing.
+    /// Workers as they appear and vanish, unfiltered. Must be called inside a
+    /// tokio runtime; the back-end owns the tasks that feed the receiver.
+    ///
+    /// # Errors
+    /// When the back-end cannot browse.
     fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError>;
-    /// Withdraws announcements (mDNS goodbye) and stops the back-end.
-    fn shutdown(&self);
+    /// Why this source currently finds nothing, if it knows (for error messages).
+    fn problem(&self) -> Option<String> {
+        None
+    }
+    /// Withdraws announcements (mDNS goodbye), stops browsing and awaits every
+    /// task of the back-end.
+    fn shutdown(&self) -> BoxFuture<'_>;
+}
+
+impl<T: Discovery + ?Sized> Discovery for Arc<T> {
+    fn announce(&self, ad: &WorkerAd) -> Result<(), DiscoveryError> {
+        (**self).announce(ad)
+    }
+    fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError> {
+        (**self).browse()
+    }
+    fn problem(&self) -> Option<String> {
+        (**self).problem()
+    }
+    fn shutdown(&self) -> BoxFuture<'_> {
+        (**self).shutdown()
+    }
 }
 
 /// No discovery at all (`--no-mdns` without a name server, or workers given by address).
@@ -88,5 +90,151 @@ impl Discovery for Off {
     fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError> {
         Ok(mpsc::unbounded_channel().1)
     }
-    fn shutdown(&self) {}
+    fn shutdown(&self) -> BoxFuture<'_> {
+        Box::pin(async {})
+    }
+}
+
+/// Several back-ends as one: announces to all, and merges what they see. An
+/// instance seen by several sources is one worker: the advert of the first
+/// source (in the order given) that sees it, with a relay from any source that
+/// offers one; it is down only when every source has lost it.
+pub struct Discoveries {
+    sources: Vec<Box<dyn Discovery>>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Discoveries {
+    /// Combines `sources`; earlier ones are preferred for addresses.
+    pub fn new(sources: Vec<Box<dyn Discovery>>) -> Self {
+        Discoveries { sources, cancel: CancellationToken::new(), tasks: TaskTracker::new() }
+    }
+}
+
+/// Per instance, the advert of each source.
+#[derive(Default)]
+struct Merge {
+    by_instance: HashMap<String, Vec<Option<WorkerAd>>>,
+}
+
+impl Merge {
+    /// Applies one source's event; returns the merged event to pass on.
+    fn apply(&mut self, source: usize, n: usize, ev: DiscoveryEvent) -> DiscoveryEvent {
+        let instance = match &ev {
+            DiscoveryEvent::Up(ad) => ad.instance.clone(),
+            DiscoveryEvent::Down(i) => i.clone(),
+        };
+        let slots = self.by_instance.entry(instance.clone()).or_insert_with(|| vec![None; n]);
+        slots[source] = match ev {
+            DiscoveryEvent::Up(ad) => Some(ad),
+            DiscoveryEvent::Down(_) => None,
+        };
+        let relay = slots.iter().flatten().find_map(|a| a.relay);
+        match slots.iter().flatten().next() {
+            Some(first) => DiscoveryEvent::Up(WorkerAd { relay, ..first.clone() }),
+            None => {
+                self.by_instance.remove(&instance);
+                DiscoveryEvent::Down(instance)
+            }
+        }
+    }
+}
+
+impl Discovery for Discoveries {
+    fn announce(&self, ad: &WorkerAd) -> Result<(), DiscoveryError> {
+        self.sources.iter().try_for_each(|s| s.announce(ad))
+    }
+
+    fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError> {
+        let n = self.sources.len();
+        let (tagged_tx, mut tagged) = mpsc::unbounded_channel();
+        for (i, s) in self.sources.iter().enumerate() {
+            let mut rx = s.browse()?;
+            let tx = tagged_tx.clone();
+            let cancel = self.cancel.clone();
+            self.tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        ev = rx.recv() => {
+                            let Some(ev) = ev else { break };
+                            if tx.send((i, ev)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        drop(tagged_tx);
+        let (tx, out) = mpsc::unbounded_channel();
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            let mut merge = Merge::default();
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    ev = tagged.recv() => {
+                        let Some((i, ev)) = ev else { break };
+                        if tx.send(merge.apply(i, n, ev)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(out)
+    }
+
+    fn problem(&self) -> Option<String> {
+        let p: Vec<String> = self.sources.iter().filter_map(|s| s.problem()).collect();
+        (!p.is_empty()).then(|| p.join("; "))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_> {
+        Box::pin(async move {
+            for s in &self.sources {
+                s.shutdown().await;
+            }
+            self.cancel.cancel();
+            self.tasks.close();
+            self.tasks.wait().await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ad(instance: &str, port: u16, relay: Option<u16>) -> WorkerAd {
+        WorkerAd {
+            instance: instance.into(),
+            namespace: "ns".into(),
+            addrs: vec![([127, 0, 0, 1], port).into()],
+            solvers: Vec::new(),
+            slots: 1,
+            ca_fingerprint: "ca".into(),
+            protocol: 1,
+            version: String::new(),
+            relay: relay.map(|p| ([127, 0, 0, 1], p).into()),
+        }
+    }
+
+    #[test]
+    fn merge_prefers_first_source_and_keeps_a_relay() {
+        let mut m = Merge::default();
+        // The name server (source 1) sees it first: its advert, with its relay.
+        let DiscoveryEvent::Up(a) = m.apply(1, 2, DiscoveryEvent::Up(ad("w", 2, Some(9)))) else { panic!() };
+        assert_eq!(a.addrs[0].port(), 2);
+        // mDNS (source 0) then sees it: mDNS addresses, the name server's relay.
+        let DiscoveryEvent::Up(a) = m.apply(0, 2, DiscoveryEvent::Up(ad("w", 1, None))) else { panic!() };
+        assert_eq!((a.addrs[0].port(), a.relay.map(|r| r.port())), (1, Some(9)));
+        // One source loses it: still up.
+        assert!(matches!(m.apply(0, 2, DiscoveryEvent::Down("w".into())), DiscoveryEvent::Up(_)));
+        // Both lost it: down.
+        assert!(matches!(m.apply(1, 2, DiscoveryEvent::Down("w".into())), DiscoveryEvent::Down(_)));
+        assert!(m.by_instance.is_empty());
+    }
 }

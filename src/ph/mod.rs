@@ -1,6 +1,7 @@
 //! Progressive hedging over the mesh.
 pub mod augment;
 pub mod farmer;
+pub mod resident;
 pub mod run;
 pub mod spec;
 

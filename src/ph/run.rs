@@ -12,11 +12,12 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::augment::{Step, StepMode, StepReply};
+use super::resident::ResidentScenario;
 use super::spec::PhSpec;
-use crate::client::{check_model, JobFailure, JobOptions, Mesh, ResidentScenario};
+use crate::client::{check_model, JobFailure, JobOptions, Mesh};
 use crate::model::{self, Sense};
 use crate::protocol::SolveRequest;
-use crate::solver::{SolveOptions, Status};
+use crate::protocol::{SolveOptions, Status};
 
 /// PH settings.
 #[derive(Debug, Clone)]
@@ -176,7 +177,7 @@ async fn run_step(
             if let Ok(mut p) = place.lock() {
                 *p.load.entry(ad.instance.clone()).or_default() += 1;
             }
-            match mesh.open_resident(&ad, &sc.path, &sc.header, &nonants).await {
+            match ResidentScenario::open(&mesh, &ad, &sc.path, &sc.header, &nonants).await {
                 Ok(r) => {
                     bytes += r.bytes;
                     loaded = true;

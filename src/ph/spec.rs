@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::results::{expand_inputs, glob_match};
+use crate::inputs::{expand_inputs, glob_match};
 
 /// Errors reading a spec.
 #[derive(Debug, thiserror::Error)]

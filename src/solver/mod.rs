@@ -10,74 +10,10 @@
 mod highs_backend;
 mod microlp_backend;
 pub mod process;
-
-use serde::{Deserialize, Serialize};
+pub mod proximal;
 
 use crate::model::Model;
-
-/// What a solve found. Infeasible and unbounded are answers, not errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Proven optimal.
-    Optimal,
-    /// A feasible solution, optimality not proven (time limit or gap reached).
-    Feasible,
-    /// No feasible point exists.
-    Infeasible,
-    /// The objective improves without limit.
-    Unbounded,
-    /// The time limit ran out before any feasible point was found.
-    TimeLimit,
-}
-
-impl Status {
-    /// Lower-case name, as printed and written to JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Optimal => "optimal",
-            Status::Feasible => "feasible",
-            Status::Infeasible => "infeasible",
-            Status::Unbounded => "unbounded",
-            Status::TimeLimit => "time_limit",
-        }
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The answer of one solve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Solution {
-    /// What was found.
-    pub status: Status,
-    /// Objective value in the model's own sense, with its offset; `None` without a solution.
-    pub objective: Option<f64>,
-    /// Variable values by name, in model order; empty without a solution.
-    pub values: Vec<(String, f64)>,
-    /// Solver name and version, e.g. `microlp 0.7`.
-    pub solver: String,
-    /// Seconds spent in the solver (excluding reading the model).
-    pub solve_seconds: f64,
-}
-
-/// Per-job settings a solver honours.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SolveOptions {
-    /// Wall-clock limit for the solve, seconds.
-    pub time_limit: Option<f64>,
-    /// Relative MIP gap at which the search may stop.
-    pub mip_gap: Option<f64>,
-    /// Solver-specific `key=value` options, passed through.
-    pub extra: Vec<(String, String)>,
-    /// A starting point (one value per column) for solvers that can use it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warm_start: Option<Vec<f64>>,
-}
+pub use crate::protocol::{Solution, SolveOptions, Status};
 
 /// Why a solve produced no answer.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 //! solver process outlives its job or its worker, and a solver crash is a job
 //! error, not a worker crash.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,12 +16,17 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use super::proximal;
 use super::{by_name, Solution, SolveOptions, Solver};
 use crate::model::{self, Format};
-use crate::ph::augment::{self, Step, StepReply};
+use crate::protocol::frame::{read_msg_blocking, write_msg_blocking};
+use crate::protocol::{Step, StepReply};
 
 /// The first argument that turns a meshsolve binary into a solver child.
 pub const CHILD_FLAG: &str = "--solve-child";
+
+/// Largest request or host message a child accepts (a step over many first-stage variables fits).
+const MAX_REQUEST: usize = crate::protocol::MAX_STEP;
 
 /// Largest reply a child may write (values of a very large model fit).
 const MAX_REPLY: u64 = 1 << 30;
@@ -307,27 +312,6 @@ impl Drop for ResidentHost {
     }
 }
 
-fn write_frame<T: Serialize>(out: &mut impl Write, msg: &T) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 4];
-    ciborium::into_writer(msg, &mut buf).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let len = (buf.len() - 4) as u32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    out.write_all(&buf)?;
-    out.flush()
-}
-
-fn read_frame<T: serde::de::DeserializeOwned>(inp: &mut impl Read) -> std::io::Result<Option<T>> {
-    let mut len = [0u8; 4];
-    match inp.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-    inp.read_exact(&mut buf)?;
-    ciborium::from_reader(buf.as_slice()).map(Some).map_err(|e| std::io::Error::other(e.to_string()))
-}
-
 struct Loaded {
     solver: Box<dyn Solver>,
     base: model::Model,
@@ -368,7 +352,7 @@ fn host_main() -> i32 {
     let mut stdout = std::io::stdout().lock();
     let mut scenarios: std::collections::HashMap<u64, Loaded> = std::collections::HashMap::new();
     loop {
-        let msg: HostMsg = match read_frame(&mut stdin) {
+        let msg: HostMsg = match read_msg_blocking(&mut stdin, MAX_REQUEST) {
             Ok(Some(m)) => m,
             Ok(None) => return 0,
             Err(e) => {
@@ -383,13 +367,13 @@ fn host_main() -> i32 {
                     scenarios.insert(id, l);
                     ready
                 });
-                write_frame(&mut stdout, &r)
+                write_msg_blocking(&mut stdout, &r)
             }
             HostMsg::Step { id, step } => {
                 let r = match scenarios.get_mut(&id) {
                     None => Err(format!("scenario {id} is not loaded here")),
                     Some(l) => {
-                        let m = augment::build(&l.base, &l.idx, &step, l.quadratic);
+                        let m = proximal::build(&l.base, &l.idx, &step, l.quadratic);
                         let key = format!("{:?}", step.mode);
                         let mut opts = l.opts.clone();
                         opts.warm_start = l.last.get(&key).filter(|w| w.len() == m.cols.len()).cloned();
@@ -403,11 +387,11 @@ fn host_main() -> i32 {
                         )
                     }
                 };
-                write_frame(&mut stdout, &r)
+                write_msg_blocking(&mut stdout, &r)
             }
             HostMsg::Unload { id } => {
                 scenarios.remove(&id);
-                write_frame(&mut stdout, &Ok::<(), String>(()))
+                write_msg_blocking(&mut stdout, &Ok::<(), String>(()))
             }
         };
         if written.is_err() {
@@ -442,7 +426,7 @@ fn solve_step(
 /// Entry point of the child: reads the request from stdin, solves, writes the reply.
 /// Returns the process exit code.
 pub fn child_main() -> i32 {
-    let req: ChildRequest = match read_frame(&mut std::io::stdin().lock()) {
+    let req: ChildRequest = match read_msg_blocking(&mut std::io::stdin().lock(), MAX_REQUEST) {
         Ok(Some(r)) => r,
         Ok(None) => {
             eprintln!("solver child: no request on stdin");

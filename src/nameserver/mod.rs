@@ -24,36 +24,12 @@ use crate::discovery::WorkerAd;
 use crate::protocol::{read_msg, write_msg, NsReply, Request, MAX_CONTROL};
 use crate::transport;
 
-/// Default UDP port of the name server (Pyro's name server used 9090 too).
-pub const DEFAULT_PORT: u16 = 9090;
+pub mod queue;
+
+pub use crate::discovery::registry::DEFAULT_PORT;
 
 /// How long a registration lives without a refresh.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(6);
-
-/// The name server address from `PYRO_NS_HOSTNAME` and `PYRO_NS_PORT`, if set.
-pub fn from_env() -> Option<String> {
-    let host = std::env::var("PYRO_NS_HOSTNAME").ok().filter(|h| !h.is_empty())?;
-    let port = std::env::var("PYRO_NS_PORT").ok().and_then(|p| p.parse::<u16>().ok()).unwrap_or(DEFAULT_PORT);
-    Some(if host.contains(':') && !host.starts_with('[') && host.parse::<std::net::Ipv6Addr>().is_err() {
-        host
-    } else {
-        format!("{host}:{port}")
-    })
-}
-
-/// Resolves `HOST[:PORT]` (default port [`DEFAULT_PORT`]).
-pub async fn resolve(spec: &str) -> anyhow::Result<SocketAddr> {
-    let with_port =
-        if spec.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !spec.ends_with(']') {
-            spec.to_string()
-        } else {
-            format!("{spec}:{DEFAULT_PORT}")
-        };
-    let mut addrs = tokio::net::lookup_host(with_port.as_str())
-        .await
-        .with_context(|| format!("cannot resolve name server `{spec}`"))?;
-    addrs.next().with_context(|| format!("name server `{spec}` resolves to nothing"))
-}
 
 struct Entry {
     ad: WorkerAd,
@@ -118,18 +94,18 @@ pub async fn run(
     on_ready(local);
     let reg = Arc::new(Mutex::new(Registry::default()));
     let lease = cfg.lease;
-    let queue = crate::nsqueue::Queue::open(&cfg.state_dir)
+    let queue = queue::Queue::open(&cfg.state_dir)
         .with_context(|| format!("cannot open the queue directory {}", cfg.state_dir.display()))?;
     let dispatcher = {
         let reg = reg.clone();
-        tokio::spawn(crate::nsqueue::run_dispatcher(queue.clone(), move || {
+        tokio::spawn(queue::run_dispatcher(queue.clone(), move || {
             let now = Instant::now();
             reg.lock()
                 .map(|r| {
                     r.entries
                         .iter()
                         .filter(|(_, e)| e.expires > now && e.conn.close_reason().is_none())
-                        .map(|((ns, inst), e)| crate::nsqueue::QueueWorker {
+                        .map(|((ns, inst), e)| queue::QueueWorker {
                             namespace: ns.clone(),
                             instance: inst.clone(),
                             slots: e.ad.slots,
@@ -195,7 +171,7 @@ async fn serve(
     ns: String,
     reg: Arc<Mutex<Registry>>,
     lease: Duration,
-    queue: Arc<crate::nsqueue::Queue>,
+    queue: Arc<queue::Queue>,
 ) {
     loop {
         let (mut send, mut recv) = match conn.accept_bi().await {
@@ -340,75 +316,6 @@ async fn relay(
         let _ = csend.finish();
     };
     tokio::join!(up, down);
-}
-
-/// Worker side: registers `ad` with the name server at `addr` and keeps the
-/// registration alive, reconnecting (and re-registering) whenever the
-/// connection drops, e.g. after a name server restart. Streams the name server
-/// opens on this connection (relayed jobs) are served by `serve`.
-pub async fn keep_registered<F, Fut>(
-    endpoint: quinn::Endpoint,
-    ns_addr: String,
-    namespace: String,
-    ad: WorkerAd,
-    stop: CancellationToken,
-    serve: F,
-) where
-    F: Fn(quinn::Connection) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let server_name = transport::ns_server_name(&namespace);
-    let mut backoff = Duration::from_millis(250);
-    let mut warned = false;
-    while !stop.is_cancelled() {
-        let attempt = async {
-            let addr = resolve(&ns_addr).await?;
-            let conn = endpoint.connect(addr, &server_name)?.await?;
-            let reply = call(&conn, &Request::Register(ad.clone())).await?;
-            let lease = match reply {
-                NsReply::Leased { seconds } => Duration::from_secs_f64(seconds.max(0.5)),
-                NsReply::Refused(m) => anyhow::bail!("name server refused the registration: {m}"),
-                other => anyhow::bail!("unexpected reply {other:?}"),
-            };
-            Ok::<_, anyhow::Error>((conn, lease))
-        };
-        let (conn, lease) = match tokio::select! { r = attempt => r, _ = stop.cancelled() => break } {
-            Ok(v) => v,
-            Err(e) => {
-                if !warned {
-                    warn!("cannot register with name server {ns_addr}: {e:#}; retrying");
-                    warned = true;
-                }
-                tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.cancelled() => break }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            }
-        };
-        info!(%ns_addr, "registered with the name server");
-        warned = false;
-        backoff = Duration::from_millis(250);
-        let serving = tokio::spawn(serve(conn.clone()));
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(lease / 3) => {}
-                _ = conn.closed() => break,
-            }
-            match call(&conn, &Request::Refresh { instance: ad.instance.clone() }).await {
-                Ok(NsReply::Leased { .. }) => {}
-                Ok(other) => {
-                    warn!("name server dropped the registration ({other:?}); registering again");
-                    break;
-                }
-                Err(e) => {
-                    warn!("lost the name server: {e:#}; reconnecting");
-                    break;
-                }
-            }
-        }
-        serving.abort();
-        conn.close(0u32.into(), b"re-registering");
-    }
 }
 
 /// One request/reply exchange with a name server.

@@ -1,103 +1,12 @@
-//! Wire protocol: versioned ALPN, length-prefixed CBOR messages, one request
-//! per bidirectional QUIC stream.
-//!
-//! A frame is a 4-byte big-endian length followed by that many bytes of CBOR.
-//! Every read has a size limit; a clean end of stream between frames is
-//! `Ok(None)`, an end inside a frame is [`FrameError::Truncated`].
-//!
-//! A solve stream carries: client → [`Request::Solve`] frame, then exactly
-//! `size` raw model bytes, then FIN; worker → [`Response`] frames
-//! (`Started`, then `Done` or `Failed`).
+//! Every message type of the crate's vocabulary: what goes over the wire
+//! between clients, workers and name servers, what a solve answers, and what a
+//! worker advertises. Serde types only: no I/O, no sockets.
 
-use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::model::Format;
-use crate::solver::{Solution, SolveOptions};
-
-/// ALPN of this protocol version; a peer speaking another version fails at the handshake.
-pub const ALPN: &[u8] = b"meshsolve/1";
-/// Protocol version advertised over mDNS.
-pub const VERSION: u32 = 1;
-/// Largest control message accepted (requests and status replies).
-pub const MAX_CONTROL: usize = 64 * 1024;
-/// Largest response frame accepted (a solution with many values).
-pub const MAX_RESPONSE: usize = 512 * 1024 * 1024;
-
-/// Errors reading or writing a frame.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The stream ended inside a frame: the peer died or misbehaved. Retrying may help.
-    #[error("message truncated: stream ended after {got} of {want} bytes")]
-    Truncated {
-        /// Bytes received.
-        got: usize,
-        /// Bytes expected.
-        want: usize,
-    },
-    /// The length prefix is above the limit for this message. Not retryable.
-    #[error("message of {len} bytes exceeds the limit of {max} bytes")]
-    TooLarge {
-        /// Announced length.
-        len: usize,
-        /// Limit.
-        max: usize,
-    },
-    /// The bytes are not a valid CBOR message of the expected kind. Not retryable.
-    #[error("malformed message: {0}")]
-    Garbage(String),
-    /// The transport failed. Retrying on a new connection may help.
-    #[error("stream error: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Reads one frame; `Ok(None)` on a clean end of stream before any byte of it.
-pub async fn read_msg<T: DeserializeOwned>(
-    r: &mut (impl AsyncRead + Unpin),
-    max: usize,
-) -> Result<Option<T>, FrameError> {
-    let mut len_buf = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        let n = r.read(&mut len_buf[got..]).await?;
-        if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(FrameError::Truncated { got, want: 4 }) };
-        }
-        got += n;
-    }
-    let len = u32::from_be_bytes(len_buf) as usize;
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    let mut buf = vec![0u8; len];
-    let mut got = 0;
-    while got < len {
-        let n = r.read(&mut buf[got..]).await?;
-        if n == 0 {
-            return Err(FrameError::Truncated { got, want: len });
-        }
-        got += n;
-    }
-    ciborium::from_reader(buf.as_slice()).map(Some).map_err(|e| FrameError::Garbage(e.to_string()))
-}
-
-/// Encodes a message as one frame.
-pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
-    let mut buf = vec![0u8; 4];
-    ciborium::into_writer(msg, &mut buf).map_err(|e| FrameError::Garbage(e.to_string()))?;
-    let len = u32::try_from(buf.len() - 4)
-        .map_err(|_| FrameError::TooLarge { len: buf.len() - 4, max: u32::MAX as usize })?;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf)
-}
-
-/// Writes one frame.
-pub async fn write_msg<T: Serialize>(w: &mut (impl AsyncWrite + Unpin), msg: &T) -> Result<(), FrameError> {
-    let buf = encode(msg)?;
-    w.write_all(&buf).await?;
-    Ok(())
-}
 
 /// A client's request; the first frame of every stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,11 +18,11 @@ pub enum Request {
     /// Ask the worker to exit (graceful: running jobs finish within the grace period).
     Shutdown,
     /// Load a scenario for progressive hedging and keep it resident: the model
-    /// bytes follow, then [`crate::ph::augment::Step`] frames, each answered by
+    /// bytes follow, then [`Step`] frames, each answered by
     /// [`Response::Step`], until the client finishes the stream.
     Resident(ResidentOpen),
     /// Name server: register the calling worker (on this connection) for a lease.
-    Register(crate::discovery::WorkerAd),
+    Register(WorkerAd),
     /// Name server: extend the calling worker's lease.
     Refresh {
         /// Instance registered on this connection.
@@ -173,9 +82,6 @@ pub struct ResidentOpen {
     pub nonants: Vec<String>,
 }
 
-/// Largest step frame accepted (three vectors over the first-stage variables).
-pub const MAX_STEP: usize = 64 * 1024 * 1024;
-
 /// Why a job failed on the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FailKind {
@@ -206,7 +112,7 @@ pub enum Response {
         quadratic: bool,
     },
     /// Answer to one PH step.
-    Step(crate::ph::augment::StepReply),
+    Step(StepReply),
     /// The job failed.
     Failed {
         /// Category, which tells the client whether to retry.
@@ -256,7 +162,7 @@ pub enum NsReply {
         seconds: f64,
     },
     /// The registered workers of the caller's namespace.
-    Workers(Vec<crate::discovery::WorkerAd>),
+    Workers(Vec<WorkerAd>),
     /// Refused, with the reason (wrong namespace, unknown registration, no such worker).
     Refused(String),
     /// A submitted model is queued at this position of its batch.
@@ -294,30 +200,144 @@ pub struct ShutdownAck {
     pub running: u32,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What a solve found. Infeasible and unbounded are answers, not errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Proven optimal.
+    Optimal,
+    /// A feasible solution, optimality not proven (time limit or gap reached).
+    Feasible,
+    /// No feasible point exists.
+    Infeasible,
+    /// The objective improves without limit.
+    Unbounded,
+    /// The time limit ran out before any feasible point was found.
+    TimeLimit,
+}
 
-    #[tokio::test]
-    async fn round_trip_and_bad_input() {
-        let buf = encode(&Request::Status).unwrap();
-        let got: Option<Request> = read_msg(&mut buf.as_slice(), MAX_CONTROL).await.unwrap();
-        assert!(matches!(got, Some(Request::Status)));
-        // Clean end.
-        let none: Option<Request> = read_msg(&mut &[][..], MAX_CONTROL).await.unwrap();
-        assert!(none.is_none());
-        // Truncated in the prefix and in the body.
-        let e = read_msg::<Request>(&mut &buf[..2], MAX_CONTROL).await.unwrap_err();
-        assert!(matches!(e, FrameError::Truncated { .. }));
-        let e = read_msg::<Request>(&mut &buf[..buf.len() - 1], MAX_CONTROL).await.unwrap_err();
-        assert!(matches!(e, FrameError::Truncated { .. }));
-        // Oversized.
-        let big = [0xff, 0xff, 0xff, 0xff, 0];
-        let e = read_msg::<Request>(&mut &big[..], MAX_CONTROL).await.unwrap_err();
-        assert!(matches!(e, FrameError::TooLarge { .. }));
-        // Garbage.
-        let junk = [0, 0, 0, 3, 0xde, 0xad, 0xbe];
-        let e = read_msg::<Request>(&mut &junk[..], MAX_CONTROL).await.unwrap_err();
-        assert!(matches!(e, FrameError::Garbage(_)));
+impl Status {
+    /// Lower-case name, as printed and written to JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Optimal => "optimal",
+            Status::Feasible => "feasible",
+            Status::Infeasible => "infeasible",
+            Status::Unbounded => "unbounded",
+            Status::TimeLimit => "time_limit",
+        }
     }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer of one solve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Solution {
+    /// What was found.
+    pub status: Status,
+    /// Objective value in the model's own sense, with its offset; `None` without a solution.
+    pub objective: Option<f64>,
+    /// Variable values by name, in model order; empty without a solution.
+    pub values: Vec<(String, f64)>,
+    /// Solver name and version, e.g. `microlp 0.7`.
+    pub solver: String,
+    /// Seconds spent in the solver (excluding reading the model).
+    pub solve_seconds: f64,
+}
+
+/// Per-job settings a solver honours.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SolveOptions {
+    /// Wall-clock limit for the solve, seconds.
+    pub time_limit: Option<f64>,
+    /// Relative MIP gap at which the search may stop.
+    pub mip_gap: Option<f64>,
+    /// Solver-specific `key=value` options, passed through.
+    pub extra: Vec<(String, String)>,
+    /// A starting point (one value per column) for solvers that can use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<Vec<f64>>,
+}
+
+/// What a worker advertises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerAd {
+    /// Unique instance name (`<host>-<port>` by default).
+    pub instance: String,
+    /// Namespace served.
+    pub namespace: String,
+    /// Addresses to reach it (QUIC over UDP).
+    pub addrs: Vec<SocketAddr>,
+    /// Its solvers, best first.
+    pub solvers: Vec<SolverInfo>,
+    /// Concurrent solves it runs.
+    pub slots: u32,
+    /// Fingerprint of its namespace CA.
+    pub ca_fingerprint: String,
+    /// Protocol version.
+    pub protocol: u32,
+    /// meshsolve version.
+    pub version: String,
+    /// A name server that relays to this worker, for clients that cannot reach it directly.
+    #[serde(default)]
+    pub relay: Option<SocketAddr>,
+}
+
+impl WorkerAd {
+    /// Whether it can run `solver` (any solver when `None`).
+    pub fn has_solver(&self, solver: Option<&str>) -> bool {
+        match solver {
+            None => !self.solvers.is_empty(),
+            Some(s) => self.solvers.iter().any(|x| x.name.eq_ignore_ascii_case(s)),
+        }
+    }
+
+    /// Address to dial: IPv4 first (loopback and LANs), then IPv6.
+    pub fn best_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find(|a| a.is_ipv4()).or_else(|| self.addrs.first()).copied()
+    }
+}
+
+/// What one PH step solves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepMode {
+    /// `f(x) + W·x`: iteration 0 (W = 0) and the Lagrangian bound.
+    Plain,
+    /// `f(x) + W·x + Σ ρ/2 (x − x̄)²`: a PH iteration.
+    Prox,
+    /// `f(x)` with the first stage fixed at x̄: the expected cost of x̄.
+    Fixed,
+}
+
+/// One step's data for one scenario: only what changes between iterations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    /// Which subproblem.
+    pub mode: StepMode,
+    /// The scenario's weights, one per first-stage variable.
+    pub w: Vec<f64>,
+    /// Consensus x̄.
+    pub xbar: Vec<f64>,
+    /// Penalties ρ.
+    pub rho: Vec<f64>,
+}
+
+/// A step's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepReply {
+    /// Solver status (`optimal`, `infeasible`, ...).
+    pub status: Status,
+    /// `f(x)`: the scenario's own objective at the solution (no W, no proximal term).
+    pub objective: Option<f64>,
+    /// First-stage values.
+    pub x: Vec<f64>,
+    /// Seconds in the solver.
+    pub solve_seconds: f64,
+    /// Whether the proximal term was quadratic (else linearised).
+    pub quadratic: bool,
 }

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
+mod registration;
+
 use crate::certs::{NamespaceCa, WORKER_NAME};
 use crate::discovery::{Discovery, WorkerAd};
 use crate::protocol::{
@@ -129,7 +131,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
     if let Some(ns) = shared.cfg.name_server.clone() {
         let (sh, tr) = (shared.clone(), tracker.clone());
-        tracker.spawn(crate::nameserver::keep_registered(
+        tracker.spawn(registration::keep_registered(
             endpoint.clone(),
             ns,
             shared.cfg.namespace.clone(),
@@ -180,10 +182,11 @@ pub async fn run(
         }
     }
     info!("shutting down: withdrawing advert");
-    let d = discovery.clone();
-    let _ = tokio::task::spawn_blocking(move || d.shutdown()).await;
+    discovery.shutdown().await;
     shared.stop.cancel();
     endpoint.set_server_config(None);
+    // Connection tasks stop accepting streams at `stop` and end at once; the
+    // tracker then waits only for streams (running jobs) and the registration.
     tracker.close();
     let running = shared.cfg.slots as usize - shared.slots.available_permits();
     if running > 0 {
@@ -207,10 +210,9 @@ async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>, tracker
     loop {
         let stream = tokio::select! {
             s = conn.accept_bi() => s,
-            _ = shared.stop.cancelled() => {
-                // Keep serving streams already open; new ones are refused below.
-                conn.accept_bi().await
-            }
+            // Streams already open keep being served (their tasks are tracked);
+            // an idle connection must not hold the worker's exit.
+            _ = shared.stop.cancelled() => return,
         };
         let (send, recv) = match stream {
             Ok(s) => s,
@@ -497,7 +499,7 @@ async fn resident(
                 .map_err(|e| failed(FailKind::Cancelled, e.to_string()))?;
             let mut steps = 0u64;
             loop {
-                let step: crate::ph::augment::Step = tokio::select! {
+                let step: crate::protocol::Step = tokio::select! {
                     s = read_msg(recv, crate::protocol::MAX_STEP) => match s {
                         Ok(Some(s)) => s,
                         Ok(None) => break,

@@ -1,0 +1,94 @@
+//! A scenario kept resident on a worker for progressive hedging: one open
+//! stream per scenario, the model sent once, then one small [`Step`] frame per
+//! iteration.
+
+use std::path::Path;
+
+use crate::client::{JobFailure, Mesh, Stream};
+use crate::protocol::{
+    encode, read_msg, write_msg, FailKind, Request, ResidentOpen, Response, SolveRequest, Step, StepReply,
+    WorkerAd, MAX_CONTROL, MAX_RESPONSE,
+};
+
+/// A scenario resident on a worker: one open stream, one step at a time.
+pub struct ResidentScenario {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    conn: quinn::Connection,
+    /// Worker instance holding it.
+    pub worker: String,
+    /// Whether its proximal term is quadratic.
+    pub quadratic: bool,
+    /// Bytes sent on this stream so far.
+    pub bytes: u64,
+}
+
+impl ResidentScenario {
+    /// Loads a scenario on a worker and keeps it resident there (progressive hedging).
+    pub async fn open(
+        mesh: &Mesh,
+        ad: &WorkerAd,
+        path: &Path,
+        header: &SolveRequest,
+        nonants: &[String],
+    ) -> Result<ResidentScenario, JobFailure> {
+        let Stream { mut send, mut recv, conn, addr } =
+            mesh.open(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
+        let lost = |e: &dyn std::fmt::Display| match conn.close_reason() {
+            Some(r) => JobFailure::Lost(format!("lost worker {addr}: {r}")),
+            None => JobFailure::Retry(format!("stream to {addr} failed: {e}")),
+        };
+        let open = ResidentOpen { model: header.clone(), nonants: nonants.to_vec() };
+        write_msg(&mut send, &Request::Resident(open)).await.map_err(|e| lost(&e))?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
+        tokio::io::copy(&mut file, &mut send).await.map_err(|e| lost(&e))?;
+        match read_msg::<Response>(&mut recv, MAX_CONTROL).await {
+            Ok(Some(Response::Ready { quadratic, .. })) => Ok(ResidentScenario {
+                send,
+                recv,
+                conn,
+                worker: ad.instance.clone(),
+                quadratic,
+                bytes: header.size,
+            }),
+            Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
+                Err(JobFailure::Rejected(message))
+            }
+            Ok(Some(Response::Failed { message, .. })) => Err(JobFailure::Retry(message)),
+            Ok(_) => Err(JobFailure::Retry("worker sent an unexpected reply".into())),
+            Err(e) => Err(lost(&e)),
+        }
+    }
+
+    /// Runs one step on the worker.
+    pub async fn step(&mut self, step: &Step) -> Result<StepReply, JobFailure> {
+        let frame = encode(step).map_err(|e| JobFailure::Rejected(e.to_string()))?;
+        self.bytes += frame.len() as u64;
+        let conn = self.conn.clone();
+        let lost = |e: &dyn std::fmt::Display| match conn.close_reason() {
+            Some(r) => JobFailure::Lost(format!("lost worker: {r}")),
+            None => JobFailure::Retry(format!("stream failed: {e}")),
+        };
+        self.send.write_all(&frame).await.map_err(|e| lost(&e))?;
+        match read_msg::<Response>(&mut self.recv, MAX_RESPONSE).await {
+            Ok(Some(Response::Step(r))) => Ok(r),
+            Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
+                Err(JobFailure::Rejected(message))
+            }
+            Ok(Some(Response::Failed { kind: FailKind::Unavailable, message })) => {
+                Err(JobFailure::Unavailable(message))
+            }
+            Ok(Some(Response::Failed { message, .. })) => Err(JobFailure::Retry(message)),
+            Ok(Some(_)) => Err(JobFailure::Retry("worker sent an unexpected reply".into())),
+            Ok(None) => Err(lost(&"worker closed the stream")),
+            Err(e) => Err(lost(&e)),
+        }
+    }
+
+    /// Releases the scenario (the worker stops its solver process).
+    pub fn close(mut self) {
+        let _ = self.send.finish();
+    }
+}
