@@ -617,6 +617,20 @@ impl Mesh {
         }
     }
 
+    /// The workers the name server lists for this namespace now.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when no name server is set or it does not answer.
+    pub async fn name_server_workers(&self) -> Result<Vec<WorkerAd>, ClientError> {
+        let addr = self.name_server_addr().await?;
+        let conn = self.ns_connection(addr).await?;
+        match registry::call(&conn, &Request::List).await {
+            Ok(NsReply::Workers(ads)) => Ok(ads),
+            Ok(other) => Err(ClientError::Connect(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(ClientError::Connect(format!("name server {addr}: {e}"))),
+        }
+    }
+
     /// Sends a model and returns once the worker has it and a solver slot (its
     /// `Started` reply); the solve is then cancelled. For transfer benchmarks.
     pub async fn upload(&self, ad: &WorkerAd, path: &Path, header: &SolveRequest) -> Result<(), ClientError> {

@@ -22,7 +22,7 @@ use tracing::{debug, info};
 
 use crate::client::{check_model, ClientError, JobFailure, JobOptions, JobResult, Mesh};
 use crate::protocol::{Solution, SolveRequest, WorkerAd};
-use crate::schedule::{Assignment, Capacity, JobId, JobState, Outcome, Scheduler};
+use crate::schedule::{Assignment, Capacity, Failure, JobId, JobState, Outcome, Scheduler};
 
 /// Why a job produced no solution.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -576,10 +576,9 @@ impl Actor {
                 let _ = self.events.send(Event::Retrying { job, worker, reason });
             }
             (JobState::Failed(why), _) => {
-                let err = if attempts <= 1 && !why.contains("attempts") {
-                    JobError::Rejected { worker, message: why }
-                } else {
-                    JobError::Failed(why)
+                let err = match why {
+                    Failure::Refused(message) => JobError::Rejected { worker, message },
+                    gave_up @ Failure::GaveUp { .. } => JobError::Failed(gave_up.to_string()),
                 };
                 let _ = self.events.send(Event::Failed { job, error: err.clone() });
                 if let Some(r) = d.reply.take() {

@@ -53,9 +53,34 @@ pub enum JobState {
     /// Finished with an answer.
     Done,
     /// Gave up, with the reason.
-    Failed(String),
+    Failed(Failure),
     /// Skipped or cancelled by the user.
     Cancelled,
+}
+
+/// Why a job gave up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The model or options were refused; retrying would not help.
+    Refused(String),
+    /// Every attempt failed (crash, lost worker, draining worker).
+    GaveUp {
+        /// Runs made.
+        attempts: u32,
+        /// Why the last one failed.
+        last: String,
+    },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Refused(m) => f.write_str(m),
+            Failure::GaveUp { attempts, last } => {
+                write!(f, "gave up after {attempts} attempts; last: {last}")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -229,9 +254,9 @@ impl Scheduler {
         }
         job.state = match outcome {
             Outcome::Solved => JobState::Done,
-            Outcome::Fatal(r) => JobState::Failed(r),
-            Outcome::Retry(r) if job.attempts >= self.max_attempts => {
-                JobState::Failed(format!("gave up after {} attempts; last: {r}", job.attempts))
+            Outcome::Fatal(r) => JobState::Failed(Failure::Refused(r)),
+            Outcome::Retry(last) if job.attempts >= self.max_attempts => {
+                JobState::Failed(Failure::GaveUp { attempts: job.attempts, last })
             }
             Outcome::Retry(_) => {
                 self.queue.push_back(id);
@@ -390,7 +415,7 @@ mod tests {
         s.finish(j, Outcome::Retry("crash".into()));
         s.assign();
         let st = s.finish(j, Outcome::Retry("crash".into()));
-        assert!(matches!(st, JobState::Failed(ref r) if r.contains("2 attempts")), "{st:?}");
+        assert!(matches!(st, JobState::Failed(Failure::GaveUp { attempts: 2, .. })), "{st:?}");
         assert!(s.finished());
     }
 
@@ -416,7 +441,7 @@ mod tests {
         s.add_job(Some("gurobi".into()));
         s.worker_up("a", cap(1, &[("microlp", 1)]));
         s.assign();
-        assert!(matches!(s.finish(j, Outcome::Fatal("bad".into())), JobState::Failed(_)));
+        assert!(matches!(s.finish(j, Outcome::Fatal("bad".into())), JobState::Failed(Failure::Refused(_))));
         assert_eq!(s.unplaceable(), vec![2]);
         let running = {
             s.assign();

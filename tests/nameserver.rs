@@ -158,7 +158,7 @@ fn namespaces_through_one_daemon_are_isolated_and_bad_requests_refused() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use meshsolve::certs::{NamespaceCa, CLIENT_NAME};
-        use meshsolve::nameserver::call;
+        use meshsolve::discovery::registry::call;
         use meshsolve::protocol::{NsReply, Request};
         let ca = NamespaceCa::load_or_create(home.path(), &a).unwrap();
         let ep = meshsolve::transport::client_endpoint(&ca.issue(CLIENT_NAME).unwrap()).unwrap();

@@ -1,5 +1,8 @@
 //! `meshns`: the static name server for networks where multicast is blocked.
 
+#[path = "cli/mod.rs"]
+mod cli;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
-use meshsolve::{certs, cli, nameserver};
+use meshsolve::{certs, nameserver};
 use tokio_util::sync::CancellationToken;
 
 /// Rendezvous and relay for meshsolve workers and clients where mDNS cannot reach
@@ -84,5 +87,6 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     cli::on_signals(shutdown.clone(), "meshns");
-    nameserver::run(cfg, shutdown, |addr| eprintln!("meshns: listening on {addr}")).await
+    nameserver::run(cfg, shutdown, |addr| eprintln!("meshns: listening on {addr}")).await?;
+    Ok(())
 }

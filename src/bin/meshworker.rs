@@ -1,5 +1,8 @@
 //! `meshworker`: the solver daemon. Thin: parse flags, call `meshsolve::worker::run`.
 
+#[path = "cli/mod.rs"]
+mod cli;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use meshsolve::discovery::mdns::{hostname, Mdns};
-use meshsolve::{certs, cli, solver, worker};
+use meshsolve::{certs, solver, worker};
 use tokio_util::sync::CancellationToken;
 
 /// Serve LP/MIP solves to the meshsolve clients of your namespace on this LAN.

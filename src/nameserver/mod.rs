@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::certs::NamespaceCa;
@@ -30,6 +30,38 @@ pub use crate::discovery::registry::DEFAULT_PORT;
 
 /// How long a registration lives without a refresh.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(6);
+
+/// Why the name server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NsError {
+    /// A namespace CA could not be loaded or created.
+    #[error("cannot load the CA of namespace `{namespace}`: {source}")]
+    Ca {
+        /// The namespace.
+        namespace: String,
+        /// Why.
+        source: crate::certs::CertError,
+    },
+    /// The TLS configuration could not be built.
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    /// The UDP port could not be bound.
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The queue directory could not be opened.
+    #[error("cannot open the queue directory {path}: {source}")]
+    Queue {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
 
 struct Entry {
     ad: WorkerAd,
@@ -72,75 +104,60 @@ pub fn namespaces_in(home: &std::path::Path) -> Vec<String> {
     out
 }
 
-/// Runs the name server until `shutdown` fires.
+/// Runs the name server until `shutdown` fires. Every task it starts
+/// (connections, streams, expiry, the queue's dispatcher) is cancelled and
+/// awaited before it returns.
+///
+/// # Errors
+/// [`NsError`] when it cannot start; once serving, it only returns on `shutdown`.
 pub async fn run(
     cfg: NsConfig,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(SocketAddr),
-) -> anyhow::Result<()> {
+) -> Result<(), NsError> {
     let mut cas = Vec::new();
     for ns in &cfg.namespaces {
         cas.push(
             NamespaceCa::load_or_create(&cfg.home, ns)
-                .with_context(|| format!("cannot load the CA of namespace `{ns}`"))?,
+                .map_err(|source| NsError::Ca { namespace: ns.clone(), source })?,
         );
     }
     let cas = Arc::new(cas);
     let server = transport::name_server_config(&cas)?;
-    let endpoint =
-        quinn::Endpoint::server(server, cfg.bind).with_context(|| format!("cannot bind UDP {}", cfg.bind))?;
-    let local = endpoint.local_addr()?;
+    let endpoint = quinn::Endpoint::server(server, cfg.bind)
+        .map_err(|source| NsError::Bind { addr: cfg.bind, source })?;
+    let local = endpoint.local_addr().map_err(|source| NsError::Bind { addr: cfg.bind, source })?;
+    let queue = queue::Queue::open(&cfg.state_dir)
+        .map_err(|source| NsError::Queue { path: cfg.state_dir.clone(), source })?;
     info!(addr = %local, namespaces = ?cfg.namespaces, "name server ready");
     on_ready(local);
     let reg = Arc::new(Mutex::new(Registry::default()));
     let lease = cfg.lease;
-    let queue = queue::Queue::open(&cfg.state_dir)
-        .with_context(|| format!("cannot open the queue directory {}", cfg.state_dir.display()))?;
-    let dispatcher = {
+    let tasks = TaskTracker::new();
+    let stop = shutdown.child_token();
+    {
         let reg = reg.clone();
-        tokio::spawn(queue::run_dispatcher(queue.clone(), move || {
-            let now = Instant::now();
-            reg.lock()
-                .map(|r| {
-                    r.entries
-                        .iter()
-                        .filter(|(_, e)| e.expires > now && e.conn.close_reason().is_none())
-                        .map(|((ns, inst), e)| queue::QueueWorker {
-                            namespace: ns.clone(),
-                            instance: inst.clone(),
-                            slots: e.ad.slots,
-                            conn: e.conn.clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        }))
-    };
-    let expiry = {
-        let reg = reg.clone();
-        tokio::spawn(async move {
+        tasks.spawn(queue::run_dispatcher(queue.clone(), move || registered_workers(&reg), stop.clone()));
+    }
+    {
+        let (reg, stop) = (reg.clone(), stop.clone());
+        tasks.spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let now = Instant::now();
-                if let Ok(mut r) = reg.lock() {
-                    r.entries.retain(|(ns, inst), e| {
-                        let keep = e.expires > now && e.conn.close_reason().is_none();
-                        if !keep {
-                            info!(namespace = %ns, worker = %inst, "registration expired");
-                        }
-                        keep
-                    });
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => expire(&reg),
                 }
             }
-        })
-    };
+        });
+    }
     loop {
         let incoming = tokio::select! {
             _ = shutdown.cancelled() => break,
             i = endpoint.accept() => match i { Some(i) => i, None => break },
         };
-        let (reg, cas, queue) = (reg.clone(), cas.clone(), queue.clone());
-        tokio::spawn(async move {
+        let (reg, cas, queue, stop, t) =
+            (reg.clone(), cas.clone(), queue.clone(), stop.clone(), tasks.clone());
+        tasks.spawn(async move {
             let remote = incoming.remote_address();
             let conn = match incoming.await {
                 Ok(c) => c,
@@ -154,128 +171,180 @@ pub async fn run(
                 conn.close(2u32.into(), b"certificate not signed by the requested namespace's CA");
                 return;
             };
-            serve(conn, ns.clone(), reg, lease, queue)
-                .instrument(tracing::info_span!("peer", %remote, namespace = %ns))
-                .await;
+            let peer = Peer { conn, ns: ns.clone(), reg, lease, queue, tasks: t };
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = peer.serve().instrument(tracing::info_span!("peer", %remote, namespace = %ns)) => {}
+            }
         });
     }
-    expiry.abort();
-    dispatcher.abort();
+    stop.cancel();
     endpoint.close(0u32.into(), b"name server exiting");
+    tasks.close();
+    tasks.wait().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(())
 }
 
-async fn serve(
+/// The live registrations, as the queue's dispatcher sees them.
+fn registered_workers(reg: &Mutex<Registry>) -> Vec<queue::QueueWorker> {
+    let now = Instant::now();
+    reg.lock()
+        .map(|r| {
+            r.entries
+                .iter()
+                .filter(|(_, e)| e.expires > now && e.conn.close_reason().is_none())
+                .map(|((ns, inst), e)| queue::QueueWorker {
+                    namespace: ns.clone(),
+                    instance: inst.clone(),
+                    slots: e.ad.slots,
+                    solvers: e.ad.solvers.clone(),
+                    conn: e.conn.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Drops registrations whose lease ran out or whose connection closed.
+fn expire(reg: &Mutex<Registry>) {
+    let now = Instant::now();
+    if let Ok(mut r) = reg.lock() {
+        r.entries.retain(|(ns, inst), e| {
+            let keep = e.expires > now && e.conn.close_reason().is_none();
+            if !keep {
+                info!(namespace = %ns, worker = %inst, "registration expired");
+            }
+            keep
+        });
+    }
+}
+
+/// One authenticated peer connection (a worker or a client of namespace `ns`).
+struct Peer {
     conn: quinn::Connection,
     ns: String,
     reg: Arc<Mutex<Registry>>,
     lease: Duration,
     queue: Arc<queue::Queue>,
-) {
-    loop {
-        let (mut send, mut recv) = match conn.accept_bi().await {
-            Ok(s) => s,
+    /// The name server's tracker: each stream's task is owned there.
+    tasks: TaskTracker,
+}
+
+impl Peer {
+    /// Serves the peer's streams until it goes; each stream is a task of the name server's tracker.
+    async fn serve(self) {
+        let peer = Arc::new(self);
+        loop {
+            let (send, recv) = match peer.conn.accept_bi().await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!("peer gone: {e}");
+                    break;
+                }
+            };
+            let p = peer.clone();
+            peer.tasks.spawn(async move { p.stream(send, recv).await });
+        }
+    }
+
+    /// Answers one request.
+    async fn stream(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+        let req: Request = match read_msg(&mut recv, MAX_CONTROL).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
             Err(e) => {
-                debug!("peer gone: {e}");
-                break;
+                warn!("bad message: {e}");
+                let _ = write_msg(&mut send, &NsReply::Refused(format!("bad message: {e}"))).await;
+                let _ = send.finish();
+                return;
             }
         };
-        let (conn, ns, reg, queue) = (conn.clone(), ns.clone(), reg.clone(), queue.clone());
-        tokio::spawn(async move {
-            let req: Request = match read_msg(&mut recv, MAX_CONTROL).await {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(e) => {
-                    warn!("bad message: {e}");
-                    let _ = write_msg(&mut send, &NsReply::Refused(format!("bad message: {e}"))).await;
-                    let _ = send.finish();
-                    return;
+        let reply = match req {
+            Request::Register(mut ad) => {
+                if ad.namespace != self.ns {
+                    warn!(claimed = %ad.namespace, "refused a registration for another namespace");
+                    NsReply::Refused(format!(
+                        "registration for namespace `{}` on a connection of namespace `{}`",
+                        ad.namespace, self.ns
+                    ))
+                } else {
+                    // Clients reach it at its own addresses or, failing that, through us.
+                    ad.addrs.retain(|a| !a.ip().is_unspecified());
+                    if ad.addrs.is_empty() || ad.addrs.iter().all(|a| a.ip().is_loopback()) {
+                        let seen = self.conn.remote_address();
+                        let port = ad.addrs.first().map(|a| a.port()).unwrap_or(seen.port());
+                        ad.addrs.insert(0, SocketAddr::new(seen.ip(), port));
+                    }
+                    info!(worker = %ad.instance, addrs = ?ad.addrs, "registered");
+                    if let Ok(mut r) = self.reg.lock() {
+                        r.entries.insert(
+                            (self.ns.clone(), ad.instance.clone()),
+                            Entry { ad, conn: self.conn.clone(), expires: Instant::now() + self.lease },
+                        );
+                    }
+                    NsReply::Leased { seconds: self.lease.as_secs_f64() }
                 }
-            };
-            let reply = match req {
-                Request::Register(mut ad) => {
-                    if ad.namespace != ns {
-                        warn!(claimed = %ad.namespace, "refused a registration for another namespace");
+            }
+            Request::Refresh { instance } => {
+                let mut r = match self.reg.lock() {
+                    Ok(r) => r,
+                    Err(_) => return,
+                };
+                match r.entries.get_mut(&(self.ns.clone(), instance.clone())) {
+                    Some(e) if e.conn.stable_id() == self.conn.stable_id() => {
+                        e.expires = Instant::now() + self.lease;
+                        NsReply::Leased { seconds: self.lease.as_secs_f64() }
+                    }
+                    _ => {
+                        warn!(%instance, "refused a lease refresh for a registration this peer does not hold");
                         NsReply::Refused(format!(
-                            "registration for namespace `{}` on a connection of namespace `{ns}`",
-                            ad.namespace
+                            "no registration of `{instance}` on this connection; register again"
                         ))
-                    } else {
-                        // Clients reach it at its own addresses or, failing that, through us.
-                        ad.addrs.retain(|a| !a.ip().is_unspecified());
-                        if ad.addrs.is_empty() || ad.addrs.iter().all(|a| a.ip().is_loopback()) {
-                            let seen = conn.remote_address();
-                            let port = ad.addrs.first().map(|a| a.port()).unwrap_or(seen.port());
-                            ad.addrs.insert(0, SocketAddr::new(seen.ip(), port));
-                        }
-                        info!(worker = %ad.instance, addrs = ?ad.addrs, "registered");
-                        if let Ok(mut r) = reg.lock() {
-                            r.entries.insert(
-                                (ns.clone(), ad.instance.clone()),
-                                Entry { ad, conn: conn.clone(), expires: Instant::now() + lease },
-                            );
-                        }
-                        NsReply::Leased { seconds: lease.as_secs_f64() }
                     }
                 }
-                Request::Refresh { instance } => {
-                    let mut r = match reg.lock() {
-                        Ok(r) => r,
-                        Err(_) => return,
-                    };
-                    match r.entries.get_mut(&(ns.clone(), instance.clone())) {
-                        Some(e) if e.conn.stable_id() == conn.stable_id() => {
-                            e.expires = Instant::now() + lease;
-                            NsReply::Leased { seconds: lease.as_secs_f64() }
-                        }
-                        _ => {
-                            warn!(%instance, "refused a lease refresh for a registration this peer does not hold");
-                            NsReply::Refused(format!(
-                                "no registration of `{instance}` on this connection; register again"
-                            ))
-                        }
+            }
+            Request::List => {
+                let now = Instant::now();
+                let ads = self
+                    .reg
+                    .lock()
+                    .map(|r| {
+                        r.entries
+                            .iter()
+                            .filter(|((n, _), e)| *n == self.ns && e.expires > now)
+                            .map(|(_, e)| e.ad.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                NsReply::Workers(ads)
+            }
+            Request::Relay { instance } => {
+                let target = self.reg.lock().ok().and_then(|r| {
+                    r.entries.get(&(self.ns.clone(), instance.clone())).map(|e| e.conn.clone())
+                });
+                match target {
+                    Some(wconn) => {
+                        relay(send, recv, wconn, &instance).await;
+                        return;
                     }
+                    None => NsReply::Refused(format!(
+                        "no worker `{instance}` registered in namespace `{}`",
+                        self.ns
+                    )),
                 }
-                Request::List => {
-                    let now = Instant::now();
-                    let ads = reg
-                        .lock()
-                        .map(|r| {
-                            r.entries
-                                .iter()
-                                .filter(|((n, _), e)| *n == ns && e.expires > now)
-                                .map(|(_, e)| e.ad.clone())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    NsReply::Workers(ads)
-                }
-                Request::Relay { instance } => {
-                    let target = reg
-                        .lock()
-                        .ok()
-                        .and_then(|r| r.entries.get(&(ns.clone(), instance.clone())).map(|e| e.conn.clone()));
-                    match target {
-                        Some(wconn) => {
-                            relay(send, recv, wconn, &instance).await;
-                            return;
-                        }
-                        None => {
-                            NsReply::Refused(format!("no worker `{instance}` registered in namespace `{ns}`"))
-                        }
-                    }
-                }
-                Request::Submit { batch, model } => match queue.submit(&ns, &batch, model, &mut recv).await {
+            }
+            Request::Submit { batch, model } => {
+                match self.queue.submit(&self.ns, &batch, model, &mut recv).await {
                     Ok(index) => NsReply::Queued { index },
-                    Err(m) => NsReply::Refused(m),
-                },
-                Request::Collect { batch } => NsReply::Batch(queue.collect(&ns, &batch)),
-                other => NsReply::Refused(format!("a name server does not answer {}", request_name(&other))),
-            };
-            let _ = write_msg(&mut send, &reply).await;
-            let _ = send.finish();
-        });
+                    Err(e) => NsReply::Refused(e.to_string()),
+                }
+            }
+            Request::Collect { batch } => NsReply::Batch(self.queue.collect(&self.ns, &batch)),
+            other => NsReply::Refused(format!("a name server does not answer {}", request_name(&other))),
+        };
+        let _ = write_msg(&mut send, &reply).await;
+        let _ = send.finish();
     }
 }
 
@@ -316,18 +385,4 @@ async fn relay(
         let _ = csend.finish();
     };
     tokio::join!(up, down);
-}
-
-/// One request/reply exchange with a name server.
-pub async fn call(conn: &quinn::Connection, req: &Request) -> anyhow::Result<NsReply> {
-    let (mut send, mut recv) = conn.open_bi().await?;
-    write_msg(&mut send, req).await?;
-    send.finish()?;
-    let reply = tokio::time::timeout(
-        Duration::from_secs(5),
-        read_msg::<NsReply>(&mut recv, crate::protocol::MAX_RESPONSE),
-    )
-    .await
-    .context("name server did not answer within 5 s")??;
-    reply.context("name server closed the stream")
 }

@@ -2,30 +2,63 @@
 //! clients are kept on the name server's disk and solved by the workers
 //! registered with it, over their outbound connections; clients collect the
 //! results later. Jobs and results survive a name-server restart.
+//!
+//! Placement and retries are the same [`Scheduler`] the client's dispatcher
+//! uses, one per namespace (a namespace's jobs run only on its own workers).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::protocol::{
-    read_msg, write_msg, FailKind, QueuedJob, Request, Response, SolveRequest, MAX_RESPONSE,
+    read_msg, write_msg, FailKind, JobPhase, QueuedJob, Request, Response, Solution, SolveRequest,
+    SolverInfo, MAX_RESPONSE,
 };
+use crate::schedule::{Assignment, Capacity, JobId, JobState, Outcome, Scheduler};
 
 /// Runs per job before it is marked failed.
 const MAX_ATTEMPTS: u32 = 3;
 
+/// How often the dispatcher looks for free workers.
+const DISPATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// Why a submission was refused. None of these is worth retrying as is.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The batch id is not a plain name.
+    #[error("invalid batch id `{0}` (letters, digits, `-`, `_` and `.`, at most 100)")]
+    BadBatch(String),
+    /// The model's bytes stopped early.
+    #[error("model truncated: got {got} of {want} bytes")]
+    Truncated {
+        /// Bytes received.
+        got: u64,
+        /// Bytes announced.
+        want: u64,
+    },
+    /// The queue's disk failed.
+    #[error("queue storage: {0}")]
+    Io(#[from] std::io::Error),
+    /// A lock was poisoned by a panic elsewhere.
+    #[error("queue state is unavailable")]
+    Poisoned,
+}
+
+/// A job as kept on disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Job {
     namespace: String,
     batch: String,
     index: usize,
     header: SolveRequest,
-    state: String,
-    solution: Option<crate::solver::Solution>,
+    state: JobPhase,
+    solution: Option<Solution>,
     error: Option<String>,
     worker: Option<String>,
     attempts: u32,
@@ -39,15 +72,53 @@ pub struct QueueWorker {
     pub instance: String,
     /// Slots.
     pub slots: u32,
+    /// Solvers, best first.
+    pub solvers: Vec<SolverInfo>,
     /// Its outbound connection to the name server.
     pub conn: quinn::Connection,
+}
+
+/// (batch, index) of a job within its namespace.
+type Key = (String, usize);
+
+/// One namespace's scheduler and the jobs it knows.
+struct Lane {
+    sched: Scheduler,
+    /// Scheduler job id → job key.
+    keys: Vec<Key>,
+    /// Scheduler job id → number of its current run, so a late report of an
+    /// abandoned run (its worker was declared gone) is ignored.
+    runs: Vec<u64>,
+}
+
+impl Lane {
+    fn new() -> Self {
+        Lane { sched: Scheduler::new(MAX_ATTEMPTS), keys: Vec::new(), runs: Vec::new() }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Every job, by namespace and key.
+    jobs: BTreeMap<String, BTreeMap<Key, Job>>,
+    /// Open jobs' schedulers, by namespace.
+    lanes: HashMap<String, Lane>,
+}
+
+impl State {
+    fn enqueue(&mut self, job: &Job) {
+        let lane = self.lanes.entry(job.namespace.clone()).or_insert_with(Lane::new);
+        let id = lane.sched.add_job(job.header.solver.clone());
+        debug_assert_eq!(id, lane.keys.len());
+        lane.keys.push((job.batch.clone(), job.index));
+        lane.runs.push(0);
+    }
 }
 
 /// The queue: jobs in memory, mirrored on disk under `dir`.
 pub struct Queue {
     dir: PathBuf,
-    jobs: Mutex<Vec<Job>>,
-    running: Mutex<HashMap<String, u32>>,
+    state: Mutex<State>,
 }
 
 fn valid_batch(b: &str) -> bool {
@@ -57,8 +128,28 @@ fn valid_batch(b: &str) -> bool {
         && !b.starts_with('.')
 }
 
+/// A run to start.
+struct Start {
+    namespace: String,
+    id: JobId,
+    run: u64,
+    job: Job,
+    worker: String,
+    conn: quinn::Connection,
+}
+
+/// How one run on a worker ended.
+enum RunEnd {
+    Solved(Solution),
+    Refused(String),
+    Retry(String),
+}
+
 impl Queue {
     /// Opens the queue directory, reloading jobs left by an earlier run (running ones are queued again).
+    ///
+    /// # Errors
+    /// When the directory cannot be created or read.
     pub fn open(dir: &Path) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(dir)?;
         let mut jobs = Vec::new();
@@ -67,11 +158,9 @@ impl Queue {
                 for f in std::fs::read_dir(batch.path()).into_iter().flatten().flatten() {
                     let p = f.path();
                     if p.extension().is_some_and(|e| e == "json") {
-                        if let Ok(mut j) = serde_json::from_slice::<Job>(&std::fs::read(&p)?) {
-                            if j.state == "running" {
-                                j.state = "queued".into();
-                            }
-                            jobs.push(j);
+                        match serde_json::from_slice::<Job>(&std::fs::read(&p)?) {
+                            Ok(j) => jobs.push(j),
+                            Err(e) => warn!(path = %p.display(), "ignoring an unreadable queue entry: {e}"),
                         }
                     }
                 }
@@ -81,187 +170,282 @@ impl Queue {
         if !jobs.is_empty() {
             info!(jobs = jobs.len(), "queue reloaded from disk");
         }
-        Ok(Arc::new(Queue {
-            dir: dir.to_path_buf(),
-            jobs: Mutex::new(jobs),
-            running: Mutex::new(HashMap::new()),
-        }))
+        let mut state = State::default();
+        for mut j in jobs {
+            if j.state == JobPhase::Running {
+                j.state = JobPhase::Queued;
+            }
+            if j.state == JobPhase::Queued {
+                state.enqueue(&j);
+            }
+            state.jobs.entry(j.namespace.clone()).or_default().insert((j.batch.clone(), j.index), j);
+        }
+        Ok(Arc::new(Queue { dir: dir.to_path_buf(), state: Mutex::new(state) }))
     }
 
-    fn model_path(&self, j: &Job) -> PathBuf {
-        self.dir.join(&j.namespace).join(&j.batch).join(format!("{}.model", j.index))
+    fn model_path(&self, namespace: &str, batch: &str, index: usize) -> PathBuf {
+        self.dir.join(namespace).join(batch).join(format!("{index}.model"))
     }
 
     fn save(&self, j: &Job) {
         let p = self.dir.join(&j.namespace).join(&j.batch).join(format!("{}.json", j.index));
         let tmp = p.with_extension("json.tmp");
-        if std::fs::write(&tmp, serde_json::to_vec(j).unwrap_or_default())
-            .and_then(|_| std::fs::rename(&tmp, &p))
-            .is_err()
-        {
-            warn!(path = %p.display(), "cannot save queue state");
+        let written = serde_json::to_vec(j)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|_| std::fs::rename(&tmp, &p));
+        if let Err(e) = written {
+            warn!(path = %p.display(), "cannot save queue state: {e}");
         }
     }
 
-    /// Receives a submitted model (its bytes follow on `recv`).
+    /// Receives a submitted model (its bytes follow on `recv`) and queues it.
+    ///
+    /// # Errors
+    /// [`QueueError`] for a bad batch id, a truncated model or a disk failure;
+    /// nothing is queued then.
     pub async fn submit(
         &self,
         namespace: &str,
         batch: &str,
         header: SolveRequest,
         recv: &mut quinn::RecvStream,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, QueueError> {
         if !valid_batch(batch) {
-            return Err(format!("invalid batch id `{batch}`"));
+            return Err(QueueError::BadBatch(batch.to_string()));
         }
+        // Reserve the index at once, so concurrent submits to one batch never share a file.
         let index = {
-            let jobs = self.jobs.lock().map_err(|_| "queue poisoned")?;
-            jobs.iter().filter(|j| j.namespace == namespace && j.batch == batch).count()
+            let mut st = self.state.lock().map_err(|_| QueueError::Poisoned)?;
+            let jobs = st.jobs.entry(namespace.to_string()).or_default();
+            let index = jobs.range((batch.to_string(), 0)..=(batch.to_string(), usize::MAX)).count();
+            let placeholder = Job {
+                namespace: namespace.into(),
+                batch: batch.into(),
+                index,
+                header: header.clone(),
+                state: JobPhase::Failed,
+                solution: None,
+                error: Some("upload in progress".into()),
+                worker: None,
+                attempts: 0,
+            };
+            jobs.insert((batch.to_string(), index), placeholder);
+            index
         };
-        let job = Job {
-            namespace: namespace.into(),
-            batch: batch.into(),
-            index,
-            header,
-            state: "queued".into(),
-            solution: None,
-            error: None,
-            worker: None,
-            attempts: 0,
-        };
-        let path = self.model_path(&job);
-        std::fs::create_dir_all(path.parent().expect("job path has a parent")).map_err(|e| e.to_string())?;
-        let mut file = tokio::fs::File::create(&path).await.map_err(|e| e.to_string())?;
-        let mut limited = tokio::io::AsyncReadExt::take(recv, job.header.size);
-        let n = tokio::io::copy(&mut limited, &mut file).await.map_err(|e| e.to_string())?;
-        if n != job.header.size {
-            let _ = std::fs::remove_file(&path);
-            return Err(format!("model truncated: got {n} of {} bytes", job.header.size));
+        let received = self.receive(namespace, batch, index, &header, recv).await;
+        let mut st = self.state.lock().map_err(|_| QueueError::Poisoned)?;
+        if let Err(e) = received {
+            let _ = std::fs::remove_file(self.model_path(namespace, batch, index));
+            if let Some(j) = st.jobs.get_mut(namespace).and_then(|m| m.get_mut(&(batch.to_string(), index))) {
+                j.error = Some(format!("upload failed: {e}"));
+                let snapshot = j.clone();
+                drop(st);
+                self.save(&snapshot);
+            }
+            return Err(e);
         }
+        let Some(job) = st.jobs.get_mut(namespace).and_then(|m| m.get_mut(&(batch.to_string(), index)))
+        else {
+            return Err(QueueError::Poisoned);
+        };
+        job.state = JobPhase::Queued;
+        job.error = None;
+        let job = job.clone();
+        st.enqueue(&job);
+        drop(st);
         self.save(&job);
-        self.jobs.lock().map_err(|_| "queue poisoned")?.push(job);
         Ok(index)
     }
 
-    /// A batch's jobs.
-    pub fn collect(&self, namespace: &str, batch: &str) -> Vec<QueuedJob> {
-        self.jobs
-            .lock()
-            .map(|jobs| {
-                jobs.iter()
-                    .filter(|j| j.namespace == namespace && j.batch == batch)
-                    .map(|j| QueuedJob {
-                        name: j.header.name.clone(),
-                        state: j.state.clone(),
-                        solution: j.solution.clone(),
-                        error: j.error.clone(),
-                        worker: j.worker.clone(),
-                        attempts: j.attempts,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+    async fn receive(
+        &self,
+        namespace: &str,
+        batch: &str,
+        index: usize,
+        header: &SolveRequest,
+        recv: &mut quinn::RecvStream,
+    ) -> Result<(), QueueError> {
+        let path = self.model_path(namespace, batch, index);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut limited = tokio::io::AsyncReadExt::take(recv, header.size);
+        let got = tokio::io::copy(&mut limited, &mut file).await?;
+        if got != header.size {
+            return Err(QueueError::Truncated { got, want: header.size });
+        }
+        Ok(())
     }
 
-    /// Starts queued jobs on workers with free slots. Call it regularly.
-    pub fn dispatch(self: &Arc<Self>, workers: Vec<QueueWorker>) {
-        for w in workers {
-            loop {
-                let busy =
-                    self.running.lock().map(|r| r.get(&w.instance).copied().unwrap_or(0)).unwrap_or(u32::MAX);
-                if busy >= w.slots {
-                    break;
+    /// A batch's jobs, in submission order.
+    pub fn collect(&self, namespace: &str, batch: &str) -> Vec<QueuedJob> {
+        let Ok(st) = self.state.lock() else { return Vec::new() };
+        let Some(jobs) = st.jobs.get(namespace) else { return Vec::new() };
+        jobs.range((batch.to_string(), 0)..=(batch.to_string(), usize::MAX))
+            .map(|(_, j)| QueuedJob {
+                name: j.header.name.clone(),
+                state: j.state,
+                solution: j.solution.clone(),
+                error: j.error.clone(),
+                worker: j.worker.clone(),
+                attempts: j.attempts,
+            })
+            .collect()
+    }
+
+    /// Brings each namespace's scheduler in line with the registered workers and
+    /// returns the runs to start.
+    fn plan(&self, workers: &[QueueWorker]) -> Vec<Start> {
+        let Ok(mut st) = self.state.lock() else { return Vec::new() };
+        let mut starts = Vec::new();
+        let State { jobs, lanes } = &mut *st;
+        for (ns, lane) in lanes.iter_mut() {
+            let mine: Vec<&QueueWorker> = workers.iter().filter(|w| &w.namespace == ns).collect();
+            let names: HashSet<&str> = mine.iter().map(|w| w.instance.as_str()).collect();
+            for gone in lane.sched.worker_names() {
+                if !names.contains(gone.as_str()) {
+                    lane.sched.worker_down(&gone);
                 }
-                let job = {
-                    let Ok(mut jobs) = self.jobs.lock() else { return };
-                    let Some(j) = jobs.iter_mut().find(|j| j.namespace == w.namespace && j.state == "queued")
-                    else {
-                        break;
-                    };
-                    j.state = "running".into();
-                    j.attempts += 1;
-                    j.worker = Some(w.instance.clone());
-                    j.clone()
+            }
+            for w in &mine {
+                let cap = Capacity {
+                    slots: w.slots,
+                    solvers: w.solvers.iter().map(|s| (s.name.clone(), s.slots)).collect(),
                 };
-                self.save(&job);
-                if let Ok(mut r) = self.running.lock() {
-                    *r.entry(w.instance.clone()).or_default() += 1;
-                }
-                let (q, conn, instance) = (self.clone(), w.conn.clone(), w.instance.clone());
-                tokio::spawn(async move {
-                    let outcome = q.run(&job, &conn).await;
-                    if let Ok(mut r) = q.running.lock() {
-                        if let Some(n) = r.get_mut(&instance) {
-                            *n = n.saturating_sub(1);
-                        }
-                    }
-                    q.settle(&job, &instance, outcome);
+                lane.sched.worker_up(&w.instance, cap);
+            }
+            for Assignment { job, worker, solver } in lane.sched.assign() {
+                let key = lane.keys[job].clone();
+                let Some(conn) = mine.iter().find(|w| w.instance == worker).map(|w| w.conn.clone()) else {
+                    lane.sched.finish(job, Outcome::Retry("worker vanished".into()));
+                    continue;
+                };
+                let Some(j) = jobs.get_mut(ns).and_then(|m| m.get_mut(&key)) else { continue };
+                j.state = JobPhase::Running;
+                j.attempts = lane.sched.attempts(job);
+                j.worker = Some(worker.clone());
+                let mut run = j.clone();
+                run.header.solver = Some(solver);
+                lane.runs[job] += 1;
+                starts.push(Start {
+                    namespace: ns.clone(),
+                    id: job,
+                    run: lane.runs[job],
+                    job: run,
+                    worker,
+                    conn,
                 });
             }
         }
+        starts
     }
 
-    async fn run(
-        &self,
-        job: &Job,
-        conn: &quinn::Connection,
-    ) -> Result<crate::solver::Solution, (bool, String)> {
-        let retry = |e: &dyn std::fmt::Display| (true, e.to_string());
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| retry(&e))?;
-        write_msg(&mut send, &Request::Solve(job.header.clone())).await.map_err(|e| retry(&e))?;
-        let mut file =
-            tokio::fs::File::open(self.model_path(job)).await.map_err(|e| (false, e.to_string()))?;
-        tokio::io::copy(&mut file, &mut send).await.map_err(|e| retry(&e))?;
-        send.finish().map_err(|e| retry(&e))?;
+    /// Records how run number `run` of a job ended.
+    fn settle(&self, namespace: &str, id: JobId, run: u64, worker: &str, end: RunEnd) {
+        let Ok(mut st) = self.state.lock() else { return };
+        let State { jobs, lanes } = &mut *st;
+        let Some(lane) = lanes.get_mut(namespace) else { return };
+        if lane.runs[id] != run {
+            return;
+        }
+        let key = lane.keys[id].clone();
+        let (outcome, solution, error) = match end {
+            RunEnd::Solved(sol) => (Outcome::Solved, Some(sol), None),
+            RunEnd::Refused(m) => (Outcome::Fatal(m.clone()), None, Some(m)),
+            RunEnd::Retry(m) => (Outcome::Retry(m.clone()), None, Some(m)),
+        };
+        let state = lane.sched.finish(id, outcome);
+        let Some(j) = jobs.get_mut(namespace).and_then(|m| m.get_mut(&key)) else { return };
+        j.attempts = lane.sched.attempts(id);
+        match state {
+            JobState::Done => {
+                info!(batch = %j.batch, model = %j.header.name, %worker, "queued job solved");
+                j.state = JobPhase::Done;
+                j.solution = solution;
+                j.error = None;
+            }
+            JobState::Queued => {
+                warn!(batch = %j.batch, model = %j.header.name, %worker, "queued job failed, will retry: {}",
+                      error.as_deref().unwrap_or_default());
+                j.state = JobPhase::Queued;
+                j.error = error;
+            }
+            JobState::Failed(why) => {
+                j.state = JobPhase::Failed;
+                j.error = Some(why.to_string());
+            }
+            JobState::Running { .. } | JobState::Cancelled => {}
+        }
+        let snapshot = j.clone();
+        drop(st);
+        self.save(&snapshot);
+    }
+
+    /// Sends one job to a worker over its connection and waits for the answer.
+    async fn run(&self, job: &Job, conn: &quinn::Connection) -> RunEnd {
+        let retry = |e: &dyn std::fmt::Display| RunEnd::Retry(e.to_string());
+        let (mut send, mut recv) = match conn.open_bi().await {
+            Ok(s) => s,
+            Err(e) => return retry(&e),
+        };
+        if let Err(e) = write_msg(&mut send, &Request::Solve(job.header.clone())).await {
+            return retry(&e);
+        }
+        let path = self.model_path(&job.namespace, &job.batch, job.index);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) => return RunEnd::Refused(format!("queued model {} is gone: {e}", path.display())),
+        };
+        if let Err(e) = tokio::io::copy(&mut file, &mut send).await {
+            return retry(&e);
+        }
+        if let Err(e) = send.finish() {
+            return retry(&e);
+        }
         loop {
             match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {
                 Ok(Some(Response::Started)) => continue,
-                Ok(Some(Response::Done(sol))) => return Ok(sol),
+                Ok(Some(Response::Done(sol))) => return RunEnd::Solved(sol),
                 Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
-                    return Err((false, message))
+                    return RunEnd::Refused(message)
                 }
-                Ok(Some(Response::Failed { message, .. })) => return Err((true, message)),
-                Ok(_) => return Err((true, "worker closed the stream without an answer".into())),
-                Err(e) => return Err((true, e.to_string())),
+                Ok(Some(Response::Failed { message, .. })) => return RunEnd::Retry(message),
+                Ok(_) => return RunEnd::Retry("worker closed the stream without an answer".into()),
+                Err(e) => return retry(&e),
             }
         }
-    }
-
-    fn settle(&self, job: &Job, worker: &str, outcome: Result<crate::solver::Solution, (bool, String)>) {
-        let Ok(mut jobs) = self.jobs.lock() else { return };
-        let Some(j) = jobs
-            .iter_mut()
-            .find(|j| j.namespace == job.namespace && j.batch == job.batch && j.index == job.index)
-        else {
-            return;
-        };
-        match outcome {
-            Ok(sol) => {
-                info!(batch = %j.batch, model = %j.header.name, %worker, "queued job solved");
-                j.state = "done".into();
-                j.solution = Some(sol);
-                j.error = None;
-            }
-            Err((true, m)) if j.attempts < MAX_ATTEMPTS => {
-                warn!(batch = %j.batch, model = %j.header.name, %worker, "queued job failed, will retry: {m}");
-                j.state = "queued".into();
-                j.error = Some(m);
-            }
-            Err((_, m)) => {
-                j.state = "failed".into();
-                j.error = Some(m);
-            }
-        }
-        let snapshot = j.clone();
-        drop(jobs);
-        self.save(&snapshot);
     }
 }
 
-/// Keeps dispatching until the process ends.
-pub async fn run_dispatcher(queue: Arc<Queue>, workers: impl Fn() -> Vec<QueueWorker> + Send + 'static) {
+/// Dispatches queued jobs to the registered workers until `stop` fires, then
+/// cancels the runs in flight (they are queued again at the next start).
+pub async fn run_dispatcher(
+    queue: Arc<Queue>,
+    workers: impl Fn() -> Vec<QueueWorker> + Send + 'static,
+    stop: CancellationToken,
+) {
+    let mut runs: JoinSet<(Start, RunEnd)> = JoinSet::new();
+    let mut tick = tokio::time::interval(DISPATCH_EVERY);
     loop {
-        queue.dispatch(workers());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            Some(done) = runs.join_next(), if !runs.is_empty() => {
+                if let Ok((s, end)) = done {
+                    queue.settle(&s.namespace, s.id, s.run, &s.worker, end);
+                }
+            }
+            _ = tick.tick() => {
+                for start in queue.plan(&workers()) {
+                    let q = queue.clone();
+                    runs.spawn(async move {
+                        let end = q.run(&start.job, &start.conn).await;
+                        (start, end)
+                    });
+                }
+            }
+        }
     }
+    runs.shutdown().await;
 }

@@ -174,13 +174,34 @@ pub enum NsReply {
     Batch(Vec<QueuedJob>),
 }
 
+/// Where a job of a detached batch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobPhase {
+    /// Waiting for a worker.
+    Queued,
+    /// Running on a worker.
+    Running,
+    /// Finished with an answer (which may be infeasible or unbounded).
+    Done,
+    /// Finished without an answer.
+    Failed,
+}
+
+impl JobPhase {
+    /// Whether the job may still change.
+    pub fn is_open(self) -> bool {
+        matches!(self, JobPhase::Queued | JobPhase::Running)
+    }
+}
+
 /// One job of a batch held by the name server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueuedJob {
     /// Model name.
     pub name: String,
-    /// `queued`, `running`, `done` or `failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: JobPhase,
     /// The answer, when done.
     pub solution: Option<Solution>,
     /// Why it failed, when failed.

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use meshsolve::protocol::{JobPhase, Status};
 use serde::{Deserialize, Serialize};
 
 /// Errors writing results.
@@ -23,13 +24,96 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
     move |source| ResultsError::Io { path: path.to_path_buf(), source }
 }
 
+/// What came of one model: a solver's answer, or why there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Proven optimal.
+    Optimal,
+    /// Feasible, optimality not proven.
+    Feasible,
+    /// No feasible point.
+    Infeasible,
+    /// Unbounded.
+    Unbounded,
+    /// The time limit ran out without a feasible point.
+    TimeLimit,
+    /// No answer: the job failed.
+    Failed,
+    /// Still waiting in the name server's queue.
+    Queued,
+    /// Still running on a worker of the name server.
+    Running,
+}
+
+impl From<Status> for Outcome {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Optimal => Outcome::Optimal,
+            Status::Feasible => Outcome::Feasible,
+            Status::Infeasible => Outcome::Infeasible,
+            Status::Unbounded => Outcome::Unbounded,
+            Status::TimeLimit => Outcome::TimeLimit,
+        }
+    }
+}
+
+impl From<JobPhase> for Outcome {
+    fn from(p: JobPhase) -> Self {
+        match p {
+            JobPhase::Queued => Outcome::Queued,
+            JobPhase::Running => Outcome::Running,
+            // A done job carries a solution, whose status is used instead.
+            JobPhase::Done | JobPhase::Failed => Outcome::Failed,
+        }
+    }
+}
+
+impl Outcome {
+    /// Lower-case name, as printed and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Optimal => "optimal",
+            Outcome::Feasible => "feasible",
+            Outcome::Infeasible => "infeasible",
+            Outcome::Unbounded => "unbounded",
+            Outcome::TimeLimit => "time_limit",
+            Outcome::Failed => "failed",
+            Outcome::Queued => "queued",
+            Outcome::Running => "running",
+        }
+    }
+
+    /// The process exit code this outcome asks for (the README's table).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Optimal | Outcome::Feasible => 0,
+            Outcome::Failed | Outcome::Queued | Outcome::Running => 1,
+            Outcome::Infeasible => 3,
+            Outcome::Unbounded => 4,
+            Outcome::TimeLimit => 5,
+        }
+    }
+
+    /// Whether the name server may still change it.
+    pub fn is_open(self) -> bool {
+        matches!(self, Outcome::Queued | Outcome::Running)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One model's result as stored in `--out DIR` and in the summaries.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     /// The model file as given.
     pub model: String,
-    /// `optimal`, `infeasible`, ..., or `failed`.
-    pub status: String,
+    /// What came of it.
+    pub status: Outcome,
     /// Objective value, when there is a solution.
     pub objective: Option<f64>,
     /// Solver and version.
@@ -65,12 +149,12 @@ impl ResultDir {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut by_stem: HashMap<String, usize> = HashMap::new();
         for m in models {
-            *by_stem.entry(crate::model::model_stem(m)).or_default() += 1;
+            *by_stem.entry(meshsolve::model::model_stem(m)).or_default() += 1;
         }
         let names = models
             .iter()
             .map(|m| {
-                let stem = crate::model::model_stem(m);
+                let stem = meshsolve::model::model_stem(m);
                 let name = if by_stem[&stem] > 1 {
                     let d = ring::digest::digest(&ring::digest::SHA256, m.to_string_lossy().as_bytes());
                     let h: String = d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
@@ -85,7 +169,7 @@ impl ResultDir {
     }
 
     fn file_for(&self, model: &Path) -> PathBuf {
-        let name = self.names.get(model).cloned().unwrap_or_else(|| crate::model::model_stem(model));
+        let name = self.names.get(model).cloned().unwrap_or_else(|| meshsolve::model::model_stem(model));
         self.dir.join(format!("{name}.json"))
     }
 
@@ -93,7 +177,7 @@ impl ResultDir {
     pub fn existing(&self, model: &Path) -> Option<Record> {
         let text = std::fs::read_to_string(self.file_for(model)).ok()?;
         let r: Record = serde_json::from_str(&text).ok()?;
-        (r.model == model.to_string_lossy() && r.status != "failed").then_some(r)
+        (r.model == model.to_string_lossy() && r.status != Outcome::Failed).then_some(r)
     }
 
     /// Writes one model's result (atomically: a temporary file, then a rename).
@@ -145,7 +229,7 @@ mod tests {
         let rd = ResultDir::open(d.path(), &models).unwrap();
         let r = Record {
             model: "x/a.lp".into(),
-            status: "optimal".into(),
+            status: Outcome::Optimal,
             objective: Some(1.0),
             solver: "s".into(),
             worker: "w".into(),

@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::client::JobResult;
-use crate::dispatch::{Event, JobError};
-use crate::results::Record;
+use crate::results::{Outcome, Record};
+use meshsolve::client::JobResult;
+use meshsolve::dispatch::{Event, JobError};
 
 /// The record of one finished job.
 pub fn record_of(path: &Path, outcome: &Result<JobResult, JobError>) -> Record {
     match outcome {
         Ok(r) => Record {
             model: path.to_string_lossy().into_owned(),
-            status: r.solution.status.as_str().into(),
+            status: r.solution.status.into(),
             objective: r.solution.objective,
             solver: r.solution.solver.clone(),
             worker: r.worker.clone(),
@@ -30,7 +30,7 @@ pub fn record_of(path: &Path, outcome: &Result<JobResult, JobError>) -> Record {
         },
         Err(e) => Record {
             model: path.to_string_lossy().into_owned(),
-            status: "failed".into(),
+            status: Outcome::Failed,
             objective: None,
             solver: String::new(),
             worker: String::new(),
@@ -50,7 +50,7 @@ pub fn record_json(r: &Record) -> serde_json::Value {
         r.values.iter().map(|(n, v)| (n.clone(), serde_json::json!(v))).collect();
     serde_json::json!({
         "model": r.model,
-        "status": r.status,
+        "status": r.status.as_str(),
         "objective": r.objective,
         "solver": r.solver,
         "worker": r.worker,

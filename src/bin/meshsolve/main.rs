@@ -1,5 +1,13 @@
 //! `meshsolve`: solve LP/MIP models on the workers of your namespace.
 
+mod bench;
+#[path = "../cli/mod.rs"]
+mod cli;
+mod examples;
+mod local;
+mod report;
+mod results;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,19 +17,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use meshsolve::certs::{self, NamespaceCa};
-use meshsolve::cli;
 use std::collections::HashMap;
 
+use crate::local::LocalWorkers;
+use crate::report::{
+    fmt_value, print_json, print_record, record_json, record_of, report, Progress, ReportOptions,
+};
+use crate::results::{Outcome, Record, ResultDir};
 use meshsolve::client::{ClientConfig, JobOptions, Mesh};
 use meshsolve::dispatch::{wait_any, JobError, QueueOptions};
 use meshsolve::inputs::expand_inputs;
-use meshsolve::local::LocalWorkers;
 use meshsolve::model::{self, Format};
-use meshsolve::report::{
-    fmt_value, print_json, print_record, record_json, record_of, report, Progress, ReportOptions,
-};
-use meshsolve::results::{Record, ResultDir};
-use meshsolve::solver::{self, SolveOptions, Status};
+use meshsolve::protocol::JobPhase;
+use meshsolve::solver::{self, SolveOptions};
 use tokio_util::sync::CancellationToken;
 
 const EXIT_HELP: &str = "\
@@ -343,13 +351,9 @@ async fn run(opts: Opts) -> anyhow::Result<u8> {
     }
 }
 
-fn exit_code(status: Status) -> u8 {
-    match status {
-        Status::Optimal | Status::Feasible => 0,
-        Status::Infeasible => 3,
-        Status::Unbounded => 4,
-        Status::TimeLimit => 5,
-    }
+/// The exit code of a run: the highest of its models' codes.
+fn exit_code(records: &[Record]) -> u8 {
+    records.iter().map(|r| r.status.exit_code()).max().unwrap_or(0)
 }
 
 async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
@@ -467,17 +471,7 @@ async fn solve(m: &MeshArgs, a: &SolveArgs) -> anyhow::Result<u8> {
         store.write_summary(&records)?;
     }
     report(&report_options(a), &models, &records)?;
-    let mut code = 0u8;
-    for r in &records {
-        code = code.max(match r.status.as_str() {
-            "optimal" | "feasible" => 0,
-            "infeasible" => 3,
-            "unbounded" => 4,
-            "time_limit" => 5,
-            _ => 1,
-        });
-    }
-    Ok(if interrupted { 130 } else { code })
+    Ok(if interrupted { 130 } else { exit_code(&records) })
 }
 
 fn report_options(a: &SolveArgs) -> ReportOptions {
@@ -496,7 +490,7 @@ fn solve_local(a: &SolveArgs, models: &[PathBuf], opts: &JobOptions) -> anyhow::
         let sol = s.solve(&model, &opts.solve)?;
         records.push(Record {
             model: p.to_string_lossy().into_owned(),
-            status: sol.status.as_str().into(),
+            status: sol.status.into(),
             objective: sol.objective,
             solver: sol.solver,
             worker: "local".into(),
@@ -509,16 +503,7 @@ fn solve_local(a: &SolveArgs, models: &[PathBuf], opts: &JobOptions) -> anyhow::
         });
     }
     report(&report_options(a), models, &records)?;
-    Ok(records
-        .iter()
-        .map(|r| match r.status.as_str() {
-            "infeasible" => 3,
-            "unbounded" => 4,
-            "time_limit" => 5,
-            _ => 0,
-        })
-        .max()
-        .unwrap_or(0))
+    Ok(exit_code(&records))
 }
 
 async fn workers(m: &MeshArgs, json: bool) -> anyhow::Result<u8> {
@@ -671,7 +656,7 @@ async fn collect(
         if jobs.is_empty() {
             bail!("the name server has no batch `{batch}` in namespace `{}`", mesh.namespace());
         }
-        let open = jobs.iter().filter(|j| j.state == "queued" || j.state == "running").count();
+        let open = jobs.iter().filter(|j| j.state.is_open()).count();
         if !wait || open == 0 {
             break jobs;
         }
@@ -683,9 +668,9 @@ async fn collect(
         .iter()
         .map(|j| Record {
             model: j.name.clone(),
-            status: match (&j.solution, j.state.as_str()) {
-                (Some(s), _) => s.status.as_str().to_string(),
-                (None, st) => st.to_string(),
+            status: match &j.solution {
+                Some(s) => s.status.into(),
+                None => j.state.into(),
             },
             objective: j.solution.as_ref().and_then(|s| s.objective),
             solver: j.solution.as_ref().map(|s| s.solver.clone()).unwrap_or_default(),
@@ -694,7 +679,7 @@ async fn collect(
             solve_seconds: j.solution.as_ref().map(|s| s.solve_seconds).unwrap_or(0.0),
             wall_seconds: 0.0,
             attempts: j.attempts,
-            error: if j.state == "failed" { j.error.clone() } else { None },
+            error: if j.state == JobPhase::Failed { j.error.clone() } else { None },
             values: j.solution.as_ref().map(|s| s.values.clone()).unwrap_or_default(),
         })
         .collect();
@@ -725,8 +710,8 @@ async fn collect(
             }
         }
     }
-    let open = records.iter().any(|r| r.status == "queued" || r.status == "running");
-    let failed = records.iter().any(|r| r.status == "failed");
+    let open = records.iter().any(|r| r.status.is_open());
+    let failed = records.iter().any(|r| r.status == Outcome::Failed);
     Ok(if failed {
         1
     } else if open {
@@ -846,7 +831,7 @@ async fn ph(m: &MeshArgs, a: PhArgs) -> anyhow::Result<u8> {
 }
 
 async fn bench(m: &MeshArgs, b: BenchArgs) -> anyhow::Result<u8> {
-    let opts = meshsolve::bench::BenchOptions {
+    let opts = crate::bench::BenchOptions {
         local: b.local,
         slots: b.slots,
         repeats: b.repeats,
@@ -857,11 +842,11 @@ async fn bench(m: &MeshArgs, b: BenchArgs) -> anyhow::Result<u8> {
         ph_scenarios: b.ph_scenarios,
     };
     let t = Instant::now();
-    let figs = meshsolve::bench::run(&opts, client_config(m)?, |s| eprintln!("bench: {s}")).await?;
+    let figs = crate::bench::run(&opts, client_config(m)?, |s| eprintln!("bench: {s}")).await?;
     if b.json {
         println!("{}", serde_json::to_string_pretty(&figs)?);
     } else {
-        print!("{}", meshsolve::bench::table(&figs));
+        print!("{}", crate::bench::table(&figs));
         println!("({:.0} s in all)", t.elapsed().as_secs_f64());
     }
     Ok(0)
@@ -870,7 +855,7 @@ async fn bench(m: &MeshArgs, b: BenchArgs) -> anyhow::Result<u8> {
 async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
     let mut local = LocalWorkers::new(1, m.interfaces.clone())?;
     let model = local.home().join("farmer.lp");
-    std::fs::write(&model, meshsolve::examples::FARMER_LP)?;
+    std::fs::write(&model, crate::examples::FARMER_LP)?;
     println!(
         "demo: starting 2 workers in namespace `{}` (mDNS on {})",
         local.namespace,
@@ -896,7 +881,7 @@ async fn demo(m: &MeshArgs) -> anyhow::Result<u8> {
             "demo: expected objective -108390 (profit 108,390: wheat 170, corn 80, sugar beets 250 acres)"
         );
         mesh.close().await;
-        Ok::<_, anyhow::Error>(exit_code(res.solution.status))
+        Ok::<_, anyhow::Error>(Outcome::from(res.solution.status).exit_code())
     }
     .await;
     local.stop().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::client::ClientConfig;
+use meshsolve::client::ClientConfig;
 
 /// Worker processes started by this process.
 pub struct LocalWorkers {

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::client::{ClientConfig, JobOptions, Mesh};
-use crate::dispatch::{wait_all, Queue, QueueOptions};
 use crate::local::LocalWorkers;
-use crate::model::{self, Format};
-use crate::solver::{self, SolveOptions};
+use meshsolve::client::{ClientConfig, JobOptions, Mesh};
+use meshsolve::dispatch::{wait_all, Queue, QueueOptions};
+use meshsolve::model::{self, Format};
+use meshsolve::solver::{self, SolveOptions};
 
 /// What to measure and how much.
 #[derive(Debug, Clone)]
@@ -264,8 +264,8 @@ async fn run_in(
     let mut ser = Vec::new();
     for _ in 0..reps * 20 {
         let t = Instant::now();
-        let bytes = crate::protocol::encode(&crate::protocol::Response::Done(sol.clone()))?;
-        let _: crate::protocol::Response = ciborium::from_reader(&bytes[4..])?;
+        let bytes = meshsolve::protocol::encode(&meshsolve::protocol::Response::Done(sol.clone()))?;
+        let _: meshsolve::protocol::Response = ciborium::from_reader(&bytes[4..])?;
         ser.push(t.elapsed().as_secs_f64() * 1e6);
     }
     figs.push(figure("dispatch", "CBOR encode + decode of the solution message", "us", ser));
@@ -437,7 +437,7 @@ async fn run_in(
                 let h = queue.submit(&slow, &slow_job).await?;
                 let victim = loop {
                     match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-                        Ok(Some(crate::dispatch::Event::Started { worker, .. })) => break worker,
+                        Ok(Some(meshsolve::dispatch::Event::Started { worker, .. })) => break worker,
                         Ok(Some(_)) => continue,
                         _ => bail!("the slow job did not start"),
                     }
@@ -449,7 +449,7 @@ async fn run_in(
                 l.kill(idx).await;
                 loop {
                     match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
-                        Ok(Some(crate::dispatch::Event::Started { attempt, .. })) if attempt > 1 => break,
+                        Ok(Some(meshsolve::dispatch::Event::Started { attempt, .. })) if attempt > 1 => break,
                         Ok(Some(_)) => continue,
                         _ => bail!("the job of a killed worker was not re-dispatched within 30 s"),
                     }
@@ -492,8 +492,8 @@ async fn run_in(
 /// Farmer PH with `n` scenarios: wall time and iterations, beside the extensive form.
 async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyhow::Result<Vec<Figure>> {
     let pdir = dir.join(format!("farmer{n}"));
-    crate::ph::farmer::write(&pdir, n)?;
-    let spec = crate::ph::PhSpec::load(&pdir.join("farmer.toml"), &[])?;
+    meshsolve::ph::farmer::write(&pdir, n)?;
+    let spec = meshsolve::ph::PhSpec::load(&pdir.join("farmer.toml"), &[])?;
     let (mut wall, mut iters, mut bytes, mut ef) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let models = spec
         .scenarios
@@ -502,7 +502,7 @@ async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyh
         .collect::<Result<Vec<_>, _>>()?;
     for _ in 0..reps.min(3) {
         let t = Instant::now();
-        let r = crate::ph::run(mesh.clone(), &spec, &crate::ph::PhOptions::default(), |_| {}).await?;
+        let r = meshsolve::ph::run(mesh.clone(), &spec, &meshsolve::ph::PhOptions::default(), |_| {}).await?;
         wall.push(t.elapsed().as_secs_f64() * 1000.0);
         iters.push(r.iterations as f64);
         let later: Vec<f64> = r.history.iter().skip(1).map(|h| h.bytes as f64).collect();
@@ -516,10 +516,10 @@ async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyh
             })
             .collect();
         let path = pdir.join("ef.mps");
-        crate::ph::augment::extensive_form(&models, &nonants)
+        meshsolve::ph::augment::extensive_form(&models, &nonants)
             .write_mps(&mut std::io::BufWriter::new(std::fs::File::create(&path)?))?;
         let t = Instant::now();
-        crate::dispatch::solve_file(mesh, &path, &JobOptions { prechecked: true, ..Default::default() })
+        meshsolve::dispatch::solve_file(mesh, &path, &JobOptions { prechecked: true, ..Default::default() })
             .await?;
         ef.push(t.elapsed().as_secs_f64() * 1000.0);
     }
@@ -616,19 +616,11 @@ async fn name_server_figures(
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = Instant::now();
         ns = start_meshns(l, port)?;
-        let addr: std::net::SocketAddr = ns_addr.parse()?;
         loop {
             if t.elapsed() > Duration::from_secs(30) {
                 bail!("the worker did not register again within 30 s");
             }
-            let listed = async {
-                let c = direct.ns_connection(addr).await.ok()?;
-                match crate::nameserver::call(&c, &crate::protocol::Request::List).await.ok()? {
-                    crate::protocol::NsReply::Workers(w) if !w.is_empty() => Some(()),
-                    _ => None,
-                }
-            };
-            if listed.await.is_some() {
+            if direct.name_server_workers().await.is_ok_and(|w| !w.is_empty()) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
