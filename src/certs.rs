@@ -81,20 +81,12 @@ pub fn default_namespace() -> String {
             }
         }
     }
-    // No USER in the environment (cron, systemd): ask the password database.
-    // SAFETY: getuid has no preconditions; getpwuid returns null or a pointer to a static
-    // record whose pw_name is a NUL-terminated string, read at once before any other call.
-    unsafe {
-        let uid = libc::getuid();
-        let pw = libc::getpwuid(uid);
-        if !pw.is_null() && !(*pw).pw_name.is_null() {
-            if let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str() {
-                if !name.is_empty() {
-                    return name.to_string();
-                }
-            }
-        }
-        format!("uid{uid}")
+    // No USER in the environment (cron, systemd): ask the password database
+    // (getpwuid_r underneath, so other threads' look-ups cannot interfere).
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) if !u.name.is_empty() => u.name,
+        _ => format!("uid{uid}"),
     }
 }
 
@@ -289,29 +281,10 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 }
 
 fn pem_of(cert: &CertificateDer<'_>) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let data = cert.as_ref();
-    let mut b64 = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk.len();
-        let v = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= n {
-                b64.push(ALPHABET[(v >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", cert.as_ref().to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 fn rand_suffix() -> u64 {

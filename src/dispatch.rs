@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info};
 
 use crate::client::{check_model, ClientError, JobFailure, JobOptions, JobResult, Mesh};
@@ -127,16 +128,7 @@ enum Cmd {
 pub struct Queue {
     tx: mpsc::UnboundedSender<Cmd>,
     /// The actor's task: aborted when the last clone goes (after [`Queue::close`] it has ended).
-    _actor: Arc<AbortOnDrop>,
-}
-
-/// Owns a task and aborts it when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    _actor: Arc<AbortOnDropHandle<()>>,
 }
 
 /// A submitted job.
@@ -253,8 +245,8 @@ impl Queue {
             opts,
             closing: None,
         };
-        let task = tokio::spawn(actor.run(rx));
-        (Queue { tx, _actor: Arc::new(AbortOnDrop(task)) }, ev_rx)
+        let task = AbortOnDropHandle::new(tokio::spawn(actor.run(rx)));
+        (Queue { tx, _actor: Arc::new(task) }, ev_rx)
     }
 
     /// Starts a job queue on `mesh`.

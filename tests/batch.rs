@@ -120,7 +120,7 @@ fn a_worker_killed_mid_batch_loses_no_job() {
     let victim = mesh.workers[1].pid();
     wait_until(20, "victim never got a job", || !children_of(victim).is_empty());
     std::thread::sleep(Duration::from_millis(1200));
-    mesh.workers[1].signal(libc::SIGKILL);
+    mesh.workers[1].signal(nix::sys::signal::Signal::SIGKILL);
     let out = client.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.code() == Some(0), "{}", show(&out));
@@ -151,9 +151,10 @@ fn ctrl_c_cancels_remote_solves_and_workers_keep_serving() {
         assert!(t.elapsed() < Duration::from_secs(20), "solvers did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    unsafe {
-        libc::kill(client.id() as i32, libc::SIGINT);
-    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(client.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
     let t = Instant::now();
     while pids.iter().map(|p| children_of(*p).len()).sum::<usize>() > 0 {
         assert!(t.elapsed() < Duration::from_secs(3), "solver processes still running 3 s after Ctrl-C");
@@ -188,9 +189,10 @@ fn an_interrupted_batch_resumes_with_only_the_missing_models() {
         assert!(t.elapsed() < Duration::from_secs(30), "no results landed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    unsafe {
-        libc::kill(client.id() as i32, libc::SIGINT);
-    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(client.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
     assert_eq!(client.wait().unwrap().code(), Some(130));
     let first = done();
     assert!((2..8).contains(&first), "{first}");
@@ -249,7 +251,7 @@ fn a_new_worker_takes_jobs_and_a_stopped_one_drains() {
     let newcomer = mesh.start_worker(&["--slots", "1"]).addr.clone();
     std::thread::sleep(Duration::from_millis(1500));
     // Stop the first worker gracefully while it is solving: it finishes its job and takes no more.
-    mesh.workers[0].signal(libc::SIGTERM);
+    mesh.workers[0].signal(nix::sys::signal::Signal::SIGTERM);
     let out = client.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();

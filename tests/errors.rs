@@ -31,8 +31,9 @@ fn malformed_models_are_refused_before_sending() {
         assert!(err.contains(needle), "expected `{needle}` in: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+    // A model that does not exist is a command-line mistake: exit 2.
     let out = mesh.run(&["unknown.xyz"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"), "{}", show(&out));
     let odd = dir.join("model.txt");
     std::fs::write(&odd, "min\n obj: x\nend\n").unwrap();
@@ -58,7 +59,7 @@ fn no_worker_says_what_to_do() {
 fn a_dead_worker_gives_a_clear_error_not_a_hang() {
     let mut mesh = Mesh::new("dead");
     let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
-    mesh.workers[0].signal(libc::SIGKILL);
+    mesh.workers[0].signal(nix::sys::signal::Signal::SIGKILL);
     mesh.workers[0].wait_exit(Duration::from_secs(5)).expect("worker died");
     let ks = examples().join("knapsack.lp");
     let t = Instant::now();

@@ -12,7 +12,7 @@ fn sigterm_withdraws_the_advert_and_exits_cleanly() {
     mesh.start_worker(&["--slots", "1"]);
     mesh.start_worker(&["--slots", "1"]);
     mesh.wait_for_workers(2);
-    mesh.workers[0].signal(libc::SIGTERM);
+    mesh.workers[0].signal(nix::sys::signal::Signal::SIGTERM);
     let st = mesh.workers[0].wait_exit(Duration::from_secs(10)).expect("worker exits on SIGTERM");
     assert!(st.success(), "exit status {st:?}\n{}", mesh.workers[0].log_text());
     // The goodbye packet removes it at once, not after the record's TTL.
@@ -37,7 +37,7 @@ fn stopping_a_busy_worker_kills_its_solver_and_leaves_nothing_behind() {
     let solver_pid = first_child(mesh.workers[0].pid());
     std::thread::sleep(Duration::from_millis(300));
     assert!(alive(solver_pid));
-    mesh.workers[0].signal(libc::SIGTERM);
+    mesh.workers[0].signal(nix::sys::signal::Signal::SIGTERM);
     let st = mesh.workers[0].wait_exit(Duration::from_secs(15)).expect("worker exits after its grace period");
     assert!(st.success(), "{st:?}\n{}", mesh.workers[0].log_text());
     let t = Instant::now();
@@ -60,7 +60,7 @@ fn a_killed_worker_takes_its_solver_with_it() {
     let model = hard_model(mesh.home_path());
     let mut client = mesh.spawn(&["--worker", &addr, model.to_str().unwrap()]);
     let solver_pid = first_child(mesh.workers[0].pid());
-    mesh.workers[0].signal(libc::SIGKILL);
+    mesh.workers[0].signal(nix::sys::signal::Signal::SIGKILL);
     mesh.workers[0].wait_exit(Duration::from_secs(5)).expect("killed");
     let t = Instant::now();
     while alive(solver_pid) {
@@ -130,4 +130,63 @@ fn idle_exit() {
     mesh.start_worker(&["--slots", "1", "--idle-exit", "1s"]);
     let st = mesh.workers[0].wait_exit(Duration::from_secs(10)).expect("worker exits when idle");
     assert!(st.success());
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64
+}
+
+#[test]
+fn a_client_waiting_on_a_long_solve_does_not_spin() {
+    let mut mesh = Mesh::new("spin");
+    let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
+    let model = hard_model(mesh.home_path());
+    // Workers given by address: no discovery at all, the case that used to spin a core.
+    let mut client = mesh.spawn(&["--worker", &addr, "--time-limit", "6s", model.to_str().unwrap()]);
+    first_child(mesh.workers[0].pid());
+    let before = cpu_seconds(client.id());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds(client.id()) - before;
+    let _ = client.kill();
+    let _ = client.wait();
+    // Waiting is free: a spinning loop would burn close to 3 s here.
+    assert!(used < 0.5, "the client used {used:.2} s of CPU in 3 s of waiting");
+}
+
+#[test]
+fn an_idle_client_connection_does_not_delay_a_worker_exit() {
+    let mut mesh = Mesh::new("idleconn");
+    let addr = mesh.start_worker(&["--slots", "1", "--grace", "10s"]).addr.clone();
+    // A library client that asked for the status and keeps its connection open.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = meshsolve::client::ClientConfig {
+        namespace: mesh.ns.clone(),
+        home: mesh.home_path().to_path_buf(),
+        interfaces: vec!["lo".into()],
+        static_workers: vec![addr],
+        name_server: None,
+        mdns: false,
+        via_name_server: false,
+    };
+    let client = rt.block_on(async {
+        let m = meshsolve::client::Mesh::connect(cfg).await.unwrap();
+        let ads = m.wait_for_workers(None, Duration::from_secs(5)).await.unwrap();
+        m.status(&ads[0]).await.unwrap();
+        m
+    });
+    let t = Instant::now();
+    mesh.workers[0].signal(nix::sys::signal::Signal::SIGTERM);
+    let st = mesh.workers[0].wait_exit(Duration::from_secs(20)).expect("worker exits");
+    let took = t.elapsed();
+    assert!(st.success(), "{st:?}\n{}", mesh.workers[0].log_text());
+    // With no job running, neither the grace period (10 s) nor the idle connection holds it.
+    assert!(took < Duration::from_secs(3), "exit took {took:?} with an idle client connection open");
+    rt.block_on(client.close());
 }

@@ -103,7 +103,7 @@ impl Drop for Lab {
 
 fn can_run() -> bool {
     // SAFETY: no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     let has_ip = Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
     if !root || !has_ip {
         eprintln!("skipped: multi-host test needs root and iproute2 (`ip`); CI runs it as root");

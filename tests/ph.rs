@@ -111,7 +111,7 @@ fn a_worker_killed_mid_run_does_not_change_the_answer() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(1500));
-    mesh.workers[1].signal(libc::SIGKILL);
+    mesh.workers[1].signal(nix::sys::signal::Signal::SIGKILL);
     let out = child.wait_with_output().unwrap();
     assert!(matches!(out.status.code(), Some(0) | Some(5)), "{}", show(&out));
     let v = json_of(&out);

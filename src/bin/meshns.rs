@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::Parser;
 use meshsolve::{certs, nameserver};
 use tokio_util::sync::CancellationToken;
@@ -56,7 +55,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("meshns: error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(if e.downcast_ref::<cli::Usage>().is_some() { 2 } else { 1 })
         }
     }
 }
@@ -72,10 +71,10 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         namespaces.push(certs::default_namespace());
     }
     for ns in &namespaces {
-        certs::validate_namespace(ns)?;
+        certs::validate_namespace(ns).map_err(|e| cli::Usage(format!("{e} (--namespace NAME)")))?;
     }
     if opts.lease < Duration::from_millis(500) {
-        bail!("--lease must be at least 500ms");
+        return Err(cli::Usage("--lease must be at least 500ms (e.g. --lease 6s)".into()).into());
     }
     let state_dir = opts.state_dir.unwrap_or_else(|| home.join(".meshns-queue"));
     let cfg = nameserver::NsConfig {
@@ -86,7 +85,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         state_dir,
     };
     let shutdown = CancellationToken::new();
-    cli::on_signals(shutdown.clone(), "meshns");
+    let _signals = cli::on_signals(shutdown.clone(), "meshns");
     nameserver::run(cfg, shutdown, |addr| eprintln!("meshns: listening on {addr}")).await?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 use meshsolve::discovery::mdns::{hostname, Mdns};
 use meshsolve::{certs, solver, worker};
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("meshworker: error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(if e.downcast_ref::<cli::Usage>().is_some() { 2 } else { 1 })
         }
     }
 }
@@ -102,14 +102,14 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn run(opts: Opts) -> anyhow::Result<()> {
     let namespace = opts.namespace.unwrap_or_else(certs::default_namespace);
-    certs::validate_namespace(&namespace)?;
+    certs::validate_namespace(&namespace).map_err(|e| cli::Usage(format!("{e} (--namespace NAME)")))?;
     let slots = opts.slots.unwrap_or_else(worker::default_slots);
     if slots == 0 {
-        bail!("--slots must be at least 1");
+        return Err(cli::Usage("--slots must be at least 1 (e.g. --slots 4)".into()).into());
     }
     let solvers = if opts.solvers.is_empty() { worker::default_solvers() } else { opts.solvers };
     for s in &solvers {
-        solver::by_name(s)?;
+        solver::by_name(s).map_err(|e| cli::Usage(format!("{e} (--solver NAME)")))?;
     }
     let bind = SocketAddr::new(opts.bind, opts.port);
     let probe = std::net::UdpSocket::bind(bind)
@@ -140,9 +140,10 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         Arc::new(Mdns::new(&opts.interfaces).context("cannot start mDNS")?)
     };
     let shutdown = CancellationToken::new();
-    cli::on_signals(shutdown.clone(), "meshworker");
+    let _signals = cli::on_signals(shutdown.clone(), "meshworker");
     worker::run(cfg, discovery, shutdown, |addr| {
         eprintln!("meshworker: listening on {addr}");
     })
-    .await
+    .await?;
+    Ok(())
 }

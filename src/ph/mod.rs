@@ -1,5 +1,7 @@
-//! Progressive hedging over the mesh.
+//! Progressive hedging over the mesh: the spec, scenarios kept resident on
+//! workers, the algorithm, and the extensive form for comparison.
 pub mod augment;
+pub mod extensive;
 pub mod farmer;
 pub mod resident;
 pub mod run;

@@ -145,10 +145,8 @@ pub async fn run(
 
 fn kill_group(pid: Option<i32>) {
     if let Some(pid) = pid {
-        // SAFETY: plain syscall; the group id is the child's pid (process_group(0)).
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
+        // The group id is the child's pid (process_group(0)). ESRCH (already gone) is fine.
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -165,13 +163,16 @@ fn spawn_child(
         .env("RUST_BACKTRACE", "0")
         .kill_on_drop(true)
         .process_group(0);
-    // SAFETY: prctl and setrlimit are async-signal-safe and only affect the child being set up.
+    // SAFETY: `pre_exec` runs between fork and exec, where only async-signal-safe
+    // calls are allowed: prctl and setrlimit are plain syscalls that touch only
+    // the child being set up, and the closure allocates nothing. A failure
+    // aborts the spawn with that error instead of running an unguarded solver.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             if let Some(bytes) = memory_limit {
-                let lim = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: bytes as libc::rlim_t };
-                libc::setrlimit(libc::RLIMIT_AS, &lim);
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes)?;
             }
             Ok(())
         });

@@ -78,24 +78,55 @@ struct Shared {
     last_activity: std::sync::Mutex<Instant>,
 }
 
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The namespace CA could not be loaded or created, or no certificate issued.
+    #[error("namespace `{namespace}`: {source}")]
+    Ca {
+        /// The namespace.
+        namespace: String,
+        /// Why.
+        source: crate::certs::CertError,
+    },
+    /// The QUIC endpoint could not be set up.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
+    /// A local resource (socket address, temporary directory) failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Advertising failed.
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::DiscoveryError),
+}
+
 /// Runs a worker until `shutdown` fires or a client asks it to exit.
 /// `on_ready` receives the bound address once it accepts connections.
+///
+/// # Errors
+/// [`WorkerError`] when it cannot start; once serving it returns `Ok` at shutdown.
 pub async fn run(
     cfg: WorkerConfig,
     discovery: Arc<dyn Discovery>,
     shutdown: CancellationToken,
     on_ready: impl FnOnce(SocketAddr),
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let ca = NamespaceCa::load_or_create(&cfg.home, &cfg.namespace)
-        .with_context(|| format!("cannot load or create the CA of namespace `{}`", cfg.namespace))?;
-    let id = ca.issue(WORKER_NAME)?;
+) -> Result<(), WorkerError> {
+    let ca_err = |source| WorkerError::Ca { namespace: cfg.namespace.clone(), source };
+    let ca = NamespaceCa::load_or_create(&cfg.home, &cfg.namespace).map_err(ca_err)?;
+    let id = ca.issue(WORKER_NAME).map_err(ca_err)?;
     let mut endpoint = crate::transport::server_endpoint(&id, cfg.bind)?;
     // The same socket dials out to a name server, if any (one UDP port in all).
     endpoint.set_default_client_config(crate::transport::client_config(&id)?);
-    let local = endpoint.local_addr()?;
+    let local =
+        endpoint.local_addr().map_err(|source| WorkerError::Io { what: "local address".into(), source })?;
     let tmp = std::env::temp_dir().join(format!("meshworker-{}-{}", std::process::id(), local.port()));
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    std::fs::create_dir_all(&tmp)
+        .map_err(|source| WorkerError::Io { what: format!("cannot create {}", tmp.display()), source })?;
 
     let infos = solver_infos(&cfg);
     let ad = WorkerAd {

@@ -47,10 +47,8 @@ impl Worker {
     }
 
     /// Sends a signal to the worker process.
-    pub fn signal(&self, sig: i32) {
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
-        }
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig);
     }
 
     /// Waits for the worker to exit, up to `limit`.

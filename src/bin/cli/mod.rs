@@ -1,29 +1,27 @@
-//! Helpers shared by the binaries: duration parsing, logging set-up, signals.
+//! Helpers shared by the three binaries (included by each with `#[path]`, not
+//! part of the library): duration parsing, logging set-up, and signals.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
-/// Parses `500ms`, `10s`, `5m`, `2h` or a bare number of seconds.
+/// Parses `500ms`, `10s`, `5m`, `2h`, `1h30m` (humantime) or a bare number of seconds.
+/// Never panics: an absurd value is an error that says what to type.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration; use e.g. 500ms, 10s, 5m, 2h"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" | "" => v,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return Err(format!("unknown unit in `{s}`; use ms, s, m or h")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` is not a valid duration"));
+    let hint = "use e.g. 500ms, 10s, 5m, 2h or 1h30m";
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("`{s}` is not a valid duration; {hint}"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration ({e}); {hint}"))
 }
+
+/// A command-line mistake: the message says what to type instead; exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
 
 /// Logs to stderr; `RUST_LOG` overrides `level`.
 pub fn init_tracing(level: &str) {
@@ -39,8 +37,10 @@ pub fn init_tracing(level: &str) {
 }
 
 /// First SIGINT/SIGTERM cancels `token`; a second one exits at once with 130.
-pub fn on_signals(token: CancellationToken, who: &'static str) {
-    tokio::spawn(async move {
+/// The signal task lives as long as the returned handle.
+#[must_use = "signals are watched only while the handle lives"]
+pub fn on_signals(token: CancellationToken, who: &'static str) -> AbortOnDropHandle<()> {
+    AbortOnDropHandle::new(tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
         else {
@@ -52,7 +52,7 @@ pub fn on_signals(token: CancellationToken, who: &'static str) {
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         eprintln!("{who}: exiting now");
         std::process::exit(130);
-    });
+    }))
 }
 
 #[cfg(test)]
@@ -65,6 +65,12 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("abc").is_err());
+        // Absurd values are errors, never panics.
+        assert!(parse_duration("99999999999999999999h").is_err());
+        assert!(parse_duration("1e23").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("NaN").is_err());
     }
 }

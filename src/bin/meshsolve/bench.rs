@@ -495,11 +495,6 @@ async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyh
     meshsolve::ph::farmer::write(&pdir, n)?;
     let spec = meshsolve::ph::PhSpec::load(&pdir.join("farmer.toml"), &[])?;
     let (mut wall, mut iters, mut bytes, mut ef) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let models = spec
-        .scenarios
-        .iter()
-        .map(|(p, prob)| model::read_file(p, None).map(|m| (m, *prob)))
-        .collect::<Result<Vec<_>, _>>()?;
     for _ in 0..reps.min(3) {
         let t = Instant::now();
         let r = meshsolve::ph::run(mesh.clone(), &spec, &meshsolve::ph::PhOptions::default(), |_| {}).await?;
@@ -509,19 +504,8 @@ async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyh
         if !later.is_empty() {
             bytes.push(later.iter().sum::<f64>() / later.len() as f64);
         }
-        let nonants: Vec<Vec<usize>> = models
-            .iter()
-            .map(|(m, _)| {
-                r.xbar.iter().filter_map(|(v, _)| m.cols.iter().position(|c| &c.name == v)).collect()
-            })
-            .collect();
-        let path = pdir.join("ef.mps");
-        meshsolve::ph::augment::extensive_form(&models, &nonants)
-            .write_mps(&mut std::io::BufWriter::new(std::fs::File::create(&path)?))?;
-        let t = Instant::now();
-        meshsolve::dispatch::solve_file(mesh, &path, &JobOptions { prechecked: true, ..Default::default() })
-            .await?;
-        ef.push(t.elapsed().as_secs_f64() * 1000.0);
+        let r = meshsolve::ph::extensive::solve_extensive(mesh, &spec, None).await?;
+        ef.push(r.seconds * 1000.0);
     }
     let base = figure("ph", format!("farmer {n} scenarios: extensive form on one worker"), "ms", ef);
     let mut f =
@@ -544,13 +528,8 @@ async fn ph_figures(mesh: &Arc<Mesh>, dir: &Path, n: usize, reps: usize) -> anyh
 fn start_meshns(l: &LocalWorkers, port: u16) -> anyhow::Result<tokio::process::Child> {
     let exe = LocalWorkers::worker_exe()?.with_file_name("meshns");
     let mut cmd = tokio::process::Command::new(&exe);
-    // SAFETY: prctl only affects the child being set up.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    // If this process dies (even by a signal), the child gets SIGTERM and stops cleanly.
+    crate::local::die_with_parent(&mut cmd, nix::sys::signal::Signal::SIGTERM);
     cmd.args([
         "--namespace",
         &l.namespace,
@@ -691,4 +670,27 @@ pub fn table(figs: &[Figure]) -> String {
         ));
     }
     s
+}
+
+/// `meshsolve bench`: flags to options, run, print.
+pub(crate) async fn command(m: &crate::args::MeshConfig, b: crate::args::BenchArgs) -> anyhow::Result<u8> {
+    let opts = crate::bench::BenchOptions {
+        local: b.local,
+        slots: b.slots,
+        repeats: b.repeats,
+        tiny: b.tiny,
+        transfer_mb: b.transfer_mb,
+        seed: b.seed,
+        exe: std::env::current_exe()?,
+        ph_scenarios: b.ph_scenarios,
+    };
+    let t = Instant::now();
+    let figs = run(&opts, m.client.clone(), |s| eprintln!("bench: {s}")).await?;
+    if b.json {
+        println!("{}", serde_json::to_string_pretty(&figs)?);
+    } else {
+        print!("{}", crate::bench::table(&figs));
+        println!("({:.0} s in all)", t.elapsed().as_secs_f64());
+    }
+    Ok(0)
 }

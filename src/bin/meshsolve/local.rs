@@ -56,14 +56,8 @@ impl LocalWorkers {
     /// Starts one more worker; returns its index.
     pub fn spawn(&mut self) -> anyhow::Result<usize> {
         let mut cmd = tokio::process::Command::new(&self.exe);
-        // SAFETY: prctl only affects the child being set up. If this process dies
-        // (even by a signal), the workers get SIGTERM and stop cleanly.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
+        // If this process dies (even by a signal), the worker gets SIGTERM and stops cleanly.
+        die_with_parent(&mut cmd, nix::sys::signal::Signal::SIGTERM);
         let name = self.name_of(self.children.len());
         let child = cmd
             .args(["--namespace", &self.namespace, "--interface", &self.interfaces.join(",")])
@@ -123,10 +117,8 @@ impl LocalWorkers {
     pub async fn stop(mut self) {
         for c in &self.children {
             if let Some(pid) = c.id() {
-                // SAFETY: plain syscall on our own child.
-                unsafe {
-                    libc::kill(pid as i32, libc::SIGTERM);
-                }
+                let pid = nix::unistd::Pid::from_raw(pid as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             }
         }
         for c in &mut self.children {
@@ -155,4 +147,15 @@ fn nonce() -> u32 {
     let mut b = [0u8; 4];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
     u32::from_le_bytes(b) % 100_000
+}
+
+/// Makes a child started by this binary get `signal` when this process dies,
+/// however it dies (a helper worker must not outlive `meshsolve demo`).
+pub fn die_with_parent(cmd: &mut tokio::process::Command, signal: nix::sys::signal::Signal) {
+    // SAFETY: `pre_exec` runs between fork and exec; prctl is a plain syscall that
+    // touches only the child being set up, and the closure allocates nothing.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || Ok(nix::sys::prctl::set_pdeathsig(signal)?));
+    }
 }

@@ -1,0 +1,92 @@
+//! `meshsolve ph`: progressive hedging over the mesh, and its report.
+
+use std::sync::Arc;
+
+use meshsolve::client::Mesh;
+
+use crate::args::{MeshConfig, PhArgs};
+use crate::report::fmt_value;
+
+pub(crate) async fn ph(m: &MeshConfig, a: PhArgs) -> anyhow::Result<u8> {
+    use meshsolve::ph::{self, PhOptions, PhSpec};
+    let spec = PhSpec::load(&a.spec, &a.first_stage)?;
+    let opts = PhOptions {
+        rho: a.rho,
+        threshold: a.threshold,
+        max_iters: a.max_iters,
+        bound_every: a.bound_every,
+        solver: a.solver.clone(),
+        time_limit: a.time_limit.map(|d| d.as_secs_f64()),
+        ..Default::default()
+    };
+    let mesh = Arc::new(Mesh::connect(m.client.clone()).await?);
+    let found = mesh.wait_for_workers(a.solver.as_deref(), m.wait).await?;
+    let slots: u32 = found.iter().map(|w| w.slots).sum();
+    if !a.quiet {
+        eprintln!(
+            "ph: {} scenarios of `{}` on {} worker(s), {slots} slot(s)",
+            spec.scenarios.len(),
+            spec.name,
+            found.len()
+        );
+        eprintln!("{:>5} {:>14} {:>18} {:>9} {:>10}", "iter", "conv", "bound", "seconds", "bytes");
+    }
+    let quiet = a.quiet;
+    let result = ph::run(mesh.clone(), &spec, &opts, |it| {
+        if !quiet {
+            eprintln!(
+                "{:>5} {:>14.6e} {:>18.6} {:>9.2} {:>10}",
+                it.iter, it.conv, it.bound, it.seconds, it.bytes
+            );
+        }
+    })
+    .await?;
+    let ef = if a.ef {
+        let r = meshsolve::ph::extensive::solve_extensive(&mesh, &spec, a.solver.clone()).await?;
+        Some((r.status, r.objective, r.seconds, r.worker))
+    } else {
+        None
+    };
+    if a.json {
+        let mut v = serde_json::to_value(&result)?;
+        v["xbar"] = serde_json::Value::Object(
+            result.xbar.iter().map(|(n, x)| (n.clone(), serde_json::json!(x))).collect(),
+        );
+        if let Some((st, obj, secs, worker)) = &ef {
+            v["ef"] = serde_json::json!({"status": st.as_str(), "objective": obj, "seconds": secs, "worker": worker});
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}: progressive hedging, {} scenarios", result.name, result.scenarios);
+        println!(
+            "  {} after {} iterations ({:.2} s), proximal term {}",
+            if result.converged { "converged" } else { "stopped at the iteration cap" },
+            result.iterations,
+            result.seconds,
+            if result.quadratic { "quadratic" } else { "linearised" }
+        );
+        match result.expected_cost {
+            Some(e) => println!("  expected cost of xbar   {e:.6}   (first stage fixed in every scenario)"),
+            None => println!("  expected cost of xbar   infeasible for some scenario"),
+        }
+        println!("  trivial bound           {:.6}   (wait-and-see)", result.trivial_bound);
+        println!("  Lagrangian bound        {:.6}", result.lagrangian_bound);
+        if let Some(g) = result.gap {
+            println!("  gap                     {:.4} %", 100.0 * g);
+        }
+        if let Some((st, obj, secs, worker)) = &ef {
+            println!(
+                "  extensive form          {} {}   ({secs:.2} s on {worker})",
+                obj.map(|o| format!("{o:.6}")).unwrap_or_default(),
+                st
+            );
+        }
+        let width = result.xbar.iter().map(|(n, _)| n.len()).max().unwrap_or(8).max(8);
+        println!("  {:<width$}  xbar", "variable");
+        for (n, x) in &result.xbar {
+            println!("  {n:<width$}  {}", fmt_value(*x));
+        }
+    }
+    mesh.close().await;
+    Ok(if result.converged { 0 } else { 5 })
+}
