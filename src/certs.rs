@@ -55,6 +55,10 @@ pub enum CertError {
 }
 
 /// Checks a namespace name.
+///
+/// # Errors
+/// [`CertError::BadNamespace`] for an empty name, one over 63 characters, or one with characters
+/// other than letters, digits, `-`, `_` and `.`.
 pub fn validate_namespace(ns: &str) -> Result<(), CertError> {
     let ok = !ns.is_empty()
         && ns.len() <= 63
@@ -148,6 +152,10 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
 
 impl NamespaceCa {
     /// Loads the namespace's CA from `home`, creating it on first use.
+    ///
+    /// # Errors
+    /// [`CertError`] when the home directory cannot be created or the CA files are unreadable,
+    /// malformed or have unsafe permissions.
     pub fn load_or_create(home: &Path, ns: &str) -> Result<Self, CertError> {
         validate_namespace(ns)?;
         let dir = home.join(ns);
@@ -216,6 +224,9 @@ impl NamespaceCa {
     }
 
     /// Makes a fresh leaf identity signed by this CA.
+    ///
+    /// # Errors
+    /// [`CertError`] when the certificate cannot be generated or signed.
     pub fn issue(&self, name: &str) -> Result<Identity, CertError> {
         let key = KeyPair::generate()?;
         let mut p = CertificateParams::new(vec![name.to_string()])?;
@@ -241,6 +252,10 @@ impl NamespaceCa {
 
     /// Installs a CA bundle from [`export_pem`](Self::export_pem) as namespace `ns` under `home`.
     /// Refuses to overwrite a different existing CA unless `force`.
+    ///
+    /// # Errors
+    /// [`CertError`] when the bundle is malformed, or a different CA already exists for `ns` and
+    /// `force` is not set, or the files cannot be written.
     pub fn import_pem(home: &Path, ns: &str, bundle: &str, force: bool) -> Result<Self, CertError> {
         validate_namespace(ns)?;
         let bad = |m: &str| CertError::Invalid { path: PathBuf::from("<bundle>"), message: m.to_string() };

@@ -262,6 +262,10 @@ impl Mesh {
 
     /// Waits until at least one worker with `solver` is known, then a short moment
     /// more for others to answer; at most `timeout`.
+    ///
+    /// # Errors
+    /// [`ClientError::NoWorkers`] when no suitable worker answered in time (the message says what
+    /// to check); [`ClientError::Connect`] when a worker given by address cannot be reached.
     pub async fn wait_for_workers(
         &self,
         solver: Option<&str>,
@@ -529,6 +533,10 @@ impl Mesh {
     }
 
     /// Sends one job to one worker and waits for its answer.
+    ///
+    /// # Errors
+    /// A [`JobFailure`] that says whether to retry elsewhere (`Retry`, `Lost`, `Unavailable`) or
+    /// not (`Rejected`).
     pub async fn send_job(
         &self,
         ad: &WorkerAd,
@@ -581,6 +589,10 @@ impl Mesh {
     }
 
     /// Leaves a model in the name server's queue as part of `batch` (`--detach`).
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when no name server is set, it cannot be reached, or it refuses the
+    /// model.
     pub async fn submit_detached(
         &self,
         batch: &str,
@@ -607,6 +619,9 @@ impl Mesh {
     }
 
     /// The jobs of a detached batch, as the name server holds them.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when no name server is set or it does not answer.
     pub async fn collect(&self, batch: &str) -> Result<Vec<QueuedJob>, ClientError> {
         let addr = self.name_server_addr().await?;
         let conn = self.ns_connection(addr).await?;
@@ -633,6 +648,9 @@ impl Mesh {
 
     /// Sends a model and returns once the worker has it and a solver slot (its
     /// `Started` reply); the solve is then cancelled. For transfer benchmarks.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when the worker cannot be reached or refuses the model.
     pub async fn upload(&self, ad: &WorkerAd, path: &Path, header: &SolveRequest) -> Result<(), ClientError> {
         let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
         let fail = |e: &dyn std::fmt::Display| ClientError::Connect(format!("upload to {addr} failed: {e}"));
@@ -650,6 +668,10 @@ impl Mesh {
     }
 
     /// Streams `size` bytes to a worker, which discards them: raw QUIC throughput.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when the worker cannot be reached or counts other than `size`
+    /// bytes.
     pub async fn discard(&self, ad: &WorkerAd, size: u64) -> Result<(), ClientError> {
         let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
         let fail = |e: &dyn std::fmt::Display| ClientError::Connect(format!("stream to {addr} failed: {e}"));

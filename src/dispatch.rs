@@ -141,6 +141,9 @@ pub struct JobHandle {
 
 impl JobHandle {
     /// Waits for the job's outcome.
+    ///
+    /// # Errors
+    /// The job's [`JobError`]: rejected, failed after its attempts, cancelled, or no worker.
     pub async fn wait(self) -> JobOutcome {
         self.rx.await.unwrap_or_else(|_| Err(JobError::Cancelled("queue closed".into())))
     }
@@ -255,6 +258,10 @@ impl Queue {
     }
 
     /// Checks a model file locally (unless `opts.prechecked`) and queues it.
+    ///
+    /// # Errors
+    /// [`ClientError::Model`] when the model is unreadable or malformed; [`ClientError::Internal`]
+    /// when the queue has closed.
     pub async fn submit(&self, path: &Path, opts: &JobOptions) -> Result<JobHandle, ClientError> {
         if !opts.prechecked {
             check_model(path, opts.format).await?;

@@ -59,6 +59,9 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
 }
 
 /// Server side of a worker: TLS 1.3, client certificates required and checked against the CA.
+///
+/// # Errors
+/// [`TransportError`] when the identity cannot be turned into a TLS configuration.
 pub fn server_config(id: &Identity) -> Result<quinn::ServerConfig, TransportError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(id)?, provider())
         .build()
@@ -77,6 +80,9 @@ pub fn server_config(id: &Identity) -> Result<quinn::ServerConfig, TransportErro
 }
 
 /// Client side: trusts only the namespace CA and presents its own leaf.
+///
+/// # Errors
+/// [`TransportError`] when the identity cannot be turned into a TLS configuration.
 pub fn client_config(id: &Identity) -> Result<quinn::ClientConfig, TransportError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -92,11 +98,17 @@ pub fn client_config(id: &Identity) -> Result<quinn::ClientConfig, TransportErro
 }
 
 /// Binds a worker endpoint.
+///
+/// # Errors
+/// [`TransportError`] when the TLS configuration fails or the UDP address cannot be bound.
 pub fn server_endpoint(id: &Identity, addr: SocketAddr) -> Result<quinn::Endpoint, TransportError> {
     quinn::Endpoint::server(server_config(id)?, addr).map_err(|source| TransportError::Bind { addr, source })
 }
 
 /// Binds a client endpoint on an ephemeral port (IPv6 dual-stack when possible).
+///
+/// # Errors
+/// [`TransportError`] when the TLS configuration fails or no UDP port can be bound.
 pub fn client_endpoint(id: &Identity) -> Result<quinn::Endpoint, TransportError> {
     let v6: SocketAddr = "[::]:0".parse().expect("literal address");
     let v4: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
@@ -179,6 +191,9 @@ impl rustls::server::ResolvesServerCert for SniResolver {
 /// namespace, chosen by SNI; client certificates of any of those namespaces are
 /// accepted at the handshake, and [`client_namespace_ok`] then checks that the
 /// client belongs to the namespace it asked for.
+///
+/// # Errors
+/// [`TransportError`] when a namespace CA cannot be turned into a TLS configuration.
 pub fn name_server_config(cas: &[crate::certs::NamespaceCa]) -> Result<quinn::ServerConfig, TransportError> {
     let tls_err = |e: &dyn std::fmt::Display| TransportError::Tls(e.to_string());
     let mut roots = RootCertStore::empty();

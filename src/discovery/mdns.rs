@@ -30,6 +30,9 @@ fn err(e: impl std::fmt::Display) -> DiscoveryError {
 impl Mdns {
     /// Starts an mDNS daemon. `interfaces` restricts it to the named network
     /// interfaces (e.g. `lo`); empty means every interface.
+    ///
+    /// # Errors
+    /// [`DiscoveryError::Mdns`] when the mDNS daemon cannot start or an interface name is unknown.
     pub fn new(interfaces: &[String]) -> Result<Self, DiscoveryError> {
         let daemon = ServiceDaemon::new().map_err(err)?;
         if !interfaces.is_empty() {

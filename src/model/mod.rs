@@ -103,6 +103,9 @@ impl Model {
     }
 
     /// Writes the model in free MPS; readers of this crate and every common solver take it.
+    ///
+    /// # Errors
+    /// When writing to `out` fails.
     pub fn write_mps(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         writeln!(out, "NAME {}", if self.name.is_empty() { "model" } else { &self.name })?;
         if self.sense == Sense::Maximize {
@@ -265,6 +268,9 @@ pub(crate) fn perr<T>(line: usize, message: impl Into<String>) -> ParseResult<T>
 }
 
 /// Opens a model file, decompressing it on the fly when `gz` is set.
+///
+/// # Errors
+/// [`ModelError::Io`] when the file cannot be opened.
 pub fn open_stream(path: &Path, gz: bool) -> Result<Box<dyn BufRead + Send>, ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
@@ -274,6 +280,10 @@ pub fn open_stream(path: &Path, gz: bool) -> Result<Box<dyn BufRead + Send>, Mod
 }
 
 /// Reads a model file, choosing the reader from `format` or the file name.
+///
+/// # Errors
+/// [`ModelError`] when the file is missing, of an unknown format, or malformed (with its line and
+/// what was expected).
 pub fn read_file(path: &Path, format: Option<Format>) -> Result<Model, ModelError> {
     let (fmt, gz) = match (format, Format::from_path(path)) {
         (Some(f), guess) => (f, guess.map(|g| g.1).unwrap_or(false) || has_gz_suffix(path)),
@@ -330,6 +340,9 @@ pub(crate) fn read_stream(
 }
 
 /// Parses a model held in memory (used by tests and small generated models).
+///
+/// # Errors
+/// [`ModelError::Parse`] with the line and what was expected.
 pub fn parse_str(text: &str, fmt: Format) -> Result<Model, ModelError> {
     read_stream(text.as_bytes(), fmt, "model").map_err(|e| match e {
         StreamError::Io(source) => ModelError::Io { path: PathBuf::from("<memory>"), source },

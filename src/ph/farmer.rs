@@ -119,6 +119,9 @@ pub fn scenario_lp(k: usize) -> String {
 }
 
 /// Writes `scen0.lp` … `scen{n-1}.lp` and `farmer.toml` (equal probabilities) into `dir`.
+///
+/// # Errors
+/// When the directory or a file cannot be written.
 pub fn write(dir: &Path, n: usize) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut spec = std::fs::File::create(dir.join("farmer.toml"))?;

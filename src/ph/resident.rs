@@ -25,6 +25,10 @@ pub struct ResidentScenario {
 
 impl ResidentScenario {
     /// Loads a scenario on a worker and keeps it resident there (progressive hedging).
+    ///
+    /// # Errors
+    /// A [`JobFailure`]: `Rejected` when the worker refuses the scenario (retrying will not help),
+    /// otherwise worth retrying elsewhere.
     pub async fn open(
         mesh: &Mesh,
         ad: &WorkerAd,
@@ -63,6 +67,10 @@ impl ResidentScenario {
     }
 
     /// Runs one step on the worker.
+    ///
+    /// # Errors
+    /// A [`JobFailure`]: `Rejected` when the worker refuses the step, `Lost` when the worker is
+    /// gone.
     pub async fn step(&mut self, step: &Step) -> Result<StepReply, JobFailure> {
         let frame = encode(step).map_err(|e| JobFailure::Rejected(e.to_string()))?;
         self.bytes += frame.len() as u64;

@@ -244,15 +244,12 @@ async fn run_step(
     }
 }
 
-/// Runs PH on the mesh. `progress` sees every iteration as it completes.
-pub async fn run(
-    mesh: Arc<Mesh>,
+/// Reads every scenario once: checks them, finds the first-stage variables
+/// (the same in every scenario) and the common sense of optimisation.
+async fn load_scenarios(
     spec: &PhSpec,
     opts: &PhOptions,
-    mut progress: impl FnMut(&PhIteration),
-) -> Result<PhResult, PhError> {
-    let start = Instant::now();
-    // Read every scenario once: checks them and finds the first-stage variables.
+) -> Result<(Vec<Arc<Scenario>>, Vec<String>, Sense), PhError> {
     let mut nonants: Option<Vec<String>> = None;
     let mut sense = Sense::Minimize;
     let mut scenarios = Vec::new();
@@ -299,167 +296,236 @@ pub async fn run(
         let header = Mesh::header(path, &job).map_err(|e| PhError::Invalid(e.to_string()))?;
         scenarios.push(Arc::new(Scenario { path: path.clone(), prob: *prob, header }));
     }
-    let nonants = Arc::new(nonants.unwrap_or_default());
-    let sign = if sense == Sense::Maximize { -1.0 } else { 1.0 };
-    let n = nonants.len();
-    let default_rho = opts.rho.or(spec.rho).unwrap_or(1.0);
-    let rho: Vec<f64> = nonants.iter().map(|v| spec.rho_of(v, default_rho)).collect();
-    let probs: Vec<f64> = scenarios.iter().map(|s| s.prob).collect();
-    let place = Arc::new(Mutex::new(Placement::default()));
-    let mut residents: Vec<Option<ResidentScenario>> = scenarios.iter().map(|_| None).collect();
-    let mut quadratic = true;
-    let mut history = Vec::new();
+    Ok((scenarios, nonants.unwrap_or_default(), sense))
+}
 
-    // Runs one mode on every scenario; `w` gives each scenario's weights.
-    macro_rules! step_all {
-        ($mode:expr, $w:expr, $xbar:expr) => {{
-            let mut set = JoinSet::new();
-            for (k, sc) in scenarios.iter().enumerate() {
-                let step = Step { mode: $mode, w: $w(k), xbar: $xbar.clone(), rho: rho.clone() };
-                set.spawn({
-                    let (mesh, place, sc, nonants, res) =
-                        (mesh.clone(), place.clone(), sc.clone(), nonants.clone(), residents[k].take());
-                    let (solver, attempts) = (opts.solver.clone(), opts.max_attempts);
-                    async move { (k, run_step(mesh, place, sc, nonants, res, step, solver, attempts).await) }
-                });
-            }
-            let mut replies: Vec<Option<StepReply>> = scenarios.iter().map(|_| None).collect();
-            let (mut bytes, mut loaded, mut err) = (0u64, 0usize, None);
-            while let Some(j) = set.join_next().await {
-                let (k, out) = j.map_err(|e| PhError::Invalid(format!("step task failed: {e}")))?;
-                residents[k] = out.resident;
-                bytes += out.bytes;
-                loaded += out.loaded as usize;
-                match out.reply {
-                    Ok(r) => {
-                        quadratic &= r.quadratic;
-                        replies[k] = Some(r);
-                    }
-                    Err(e) => err = Some(e),
-                }
-            }
-            if let Some(e) = err {
-                return Err(e);
-            }
-            let replies: Vec<StepReply> =
-                replies.into_iter().map(|r| r.expect("every scenario answered")).collect();
-            (replies, bytes, loaded)
-        }};
+/// The state PH carries between steps: the scenarios, where each is resident,
+/// and the penalties.
+struct Driver<'a> {
+    mesh: Arc<Mesh>,
+    opts: &'a PhOptions,
+    scenarios: Vec<Arc<Scenario>>,
+    nonants: Arc<Vec<String>>,
+    rho: Vec<f64>,
+    probs: Vec<f64>,
+    place: Arc<Mutex<Placement>>,
+    residents: Vec<Option<ResidentScenario>>,
+    /// Whether every proximal term so far was quadratic.
+    quadratic: bool,
+}
+
+/// Every scenario's answer to one step, with the bytes sent and the scenarios (re)loaded.
+struct Sweep {
+    replies: Vec<StepReply>,
+    bytes: u64,
+    loaded: usize,
+}
+
+impl Driver<'_> {
+    fn n(&self) -> usize {
+        self.nonants.len()
     }
 
-    let zero = vec![0.0; n];
-    let no_w = |_k: usize| zero.clone();
-    let (replies, bytes, loaded) = step_all!(StepMode::Plain, no_w, zero);
-    let objective = |r: &StepReply, s: &str| -> Result<f64, PhError> {
-        match (r.status, r.objective) {
-            (Status::Optimal | Status::Feasible, Some(f)) => Ok(f),
-            (st, _) => {
-                Err(PhError::Scenario { scenario: s.to_string(), message: format!("subproblem is {st}") })
+    /// Runs one mode on every scenario at once; `w` gives each scenario's weights (zero when `None`).
+    async fn sweep(
+        &mut self,
+        mode: StepMode,
+        w: Option<&[Vec<f64>]>,
+        xbar: &[f64],
+    ) -> Result<Sweep, PhError> {
+        let mut set = JoinSet::new();
+        for (k, sc) in self.scenarios.iter().enumerate() {
+            let wk = w.map(|w| w[k].clone()).unwrap_or_else(|| vec![0.0; self.nonants.len()]);
+            let step = Step { mode, w: wk, xbar: xbar.to_vec(), rho: self.rho.clone() };
+            let (mesh, place, sc, nonants, res) = (
+                self.mesh.clone(),
+                self.place.clone(),
+                sc.clone(),
+                self.nonants.clone(),
+                self.residents[k].take(),
+            );
+            let (solver, attempts) = (self.opts.solver.clone(), self.opts.max_attempts);
+            set.spawn(
+                async move { (k, run_step(mesh, place, sc, nonants, res, step, solver, attempts).await) },
+            );
+        }
+        let mut replies: Vec<Option<StepReply>> = self.scenarios.iter().map(|_| None).collect();
+        let (mut bytes, mut loaded, mut err) = (0u64, 0usize, None);
+        while let Some(j) = set.join_next().await {
+            let (k, out) = j.map_err(|e| PhError::Invalid(format!("step task failed: {e}")))?;
+            self.residents[k] = out.resident;
+            bytes += out.bytes;
+            loaded += out.loaded as usize;
+            match out.reply {
+                Ok(r) => {
+                    self.quadratic &= r.quadratic;
+                    replies[k] = Some(r);
+                }
+                Err(e) => err = Some(e),
             }
         }
-    };
-    let mut trivial = 0.0;
-    for (k, r) in replies.iter().enumerate() {
-        trivial += probs[k] * objective(r, &scenarios[k].path.display().to_string())?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let replies = replies.into_iter().map(|r| r.expect("every scenario answered")).collect();
+        Ok(Sweep { replies, bytes, loaded })
     }
-    let mut x: Vec<Vec<f64>> = replies.iter().map(|r| r.x.clone()).collect();
-    let average = |x: &Vec<Vec<f64>>| -> Vec<f64> {
-        (0..n).map(|i| x.iter().zip(&probs).map(|(xs, p)| p * xs[i]).sum()).collect()
-    };
-    let conv_of = |x: &Vec<Vec<f64>>, xbar: &Vec<f64>| -> f64 {
-        if n == 0 {
+
+    /// A scenario's own objective in a reply, or why there is none.
+    fn objective(&self, k: usize, r: &StepReply) -> Result<f64, PhError> {
+        match (r.status, r.objective) {
+            (Status::Optimal | Status::Feasible, Some(f)) => Ok(f),
+            (st, _) => Err(PhError::Scenario {
+                scenario: self.scenarios[k].path.display().to_string(),
+                message: format!("subproblem is {st}"),
+            }),
+        }
+    }
+
+    /// The probability-weighted mean of the first-stage values.
+    fn average(&self, x: &[Vec<f64>]) -> Vec<f64> {
+        (0..self.n()).map(|i| x.iter().zip(&self.probs).map(|(xs, p)| p * xs[i]).sum()).collect()
+    }
+
+    /// Mean |x_s − x̄| over scenarios (weighted) and variables.
+    fn conv(&self, x: &[Vec<f64>], xbar: &[f64]) -> f64 {
+        if self.n() == 0 {
             return 0.0;
         }
         x.iter()
-            .zip(&probs)
+            .zip(&self.probs)
             .map(|(xs, p)| p * xs.iter().zip(xbar).map(|(a, b)| (a - b).abs()).sum::<f64>())
             .sum::<f64>()
-            / n as f64
-    };
-    let mut xbar = average(&x);
-    let mut w: Vec<Vec<f64>> =
-        x.iter().map(|xs| (0..n).map(|i| rho[i] * (xs[i] - xbar[i])).collect()).collect();
-    let mut conv = conv_of(&x, &xbar);
-    let mut best_bound = trivial;
-    let it0 = PhIteration {
-        iter: 0,
-        conv,
-        bound: sign * best_bound,
-        seconds: start.elapsed().as_secs_f64(),
-        bytes,
-        loaded,
-    };
-    progress(&it0);
-    history.push(it0);
-    let mut iter = 0;
-    let mut lagrangian = f64::NEG_INFINITY;
-    let mut converged = conv < opts.threshold;
-    while !converged && iter < opts.max_iters {
-        iter += 1;
-        rebalance(&mesh, &place, &mut residents, opts.solver.as_deref());
-        let wk = |k: usize| w[k].clone();
-        let (replies, bytes, loaded) = step_all!(StepMode::Prox, wk, xbar);
-        for (k, r) in replies.iter().enumerate() {
-            objective(r, &scenarios[k].path.display().to_string())?;
-            x[k] = r.x.clone();
+            / self.n() as f64
+    }
+
+    /// The Lagrangian bound at weights `w`: Σ p_s (f_s + w_s·x_s) over the plain subproblems.
+    async fn lagrangian(&mut self, w: &[Vec<f64>], xbar: &[f64]) -> Result<(f64, u64), PhError> {
+        let s = self.sweep(StepMode::Plain, Some(w), xbar).await?;
+        let mut l = 0.0;
+        for (k, r) in s.replies.iter().enumerate() {
+            let f = self.objective(k, r)?;
+            l += self.probs[k] * (f + r.x.iter().zip(&w[k]).map(|(a, b)| a * b).sum::<f64>());
         }
-        xbar = average(&x);
-        for (k, xs) in x.iter().enumerate() {
-            for i in 0..n {
-                w[k][i] += rho[i] * (xs[i] - xbar[i]);
+        Ok((l, s.bytes))
+    }
+
+    /// The expected cost of x̄, first stage fixed in every scenario (`None` if infeasible somewhere).
+    async fn expected_cost(&mut self, xbar: &[f64]) -> Result<Option<f64>, PhError> {
+        let s = self.sweep(StepMode::Fixed, None, xbar).await?;
+        let mut expected = Some(0.0);
+        for (k, r) in s.replies.iter().enumerate() {
+            match (r.status, r.objective, expected) {
+                (Status::Optimal | Status::Feasible, Some(f), Some(e)) => {
+                    expected = Some(e + self.probs[k] * f)
+                }
+                _ => expected = None,
             }
         }
-        conv = conv_of(&x, &xbar);
-        converged = conv < opts.threshold;
-        let mut bytes = bytes;
-        if converged || iter == opts.max_iters || (opts.bound_every > 0 && iter % opts.bound_every == 0) {
-            let wk = |k: usize| w[k].clone();
-            let (replies, b2, _) = step_all!(StepMode::Plain, wk, xbar);
-            bytes += b2;
-            let mut l = 0.0;
-            for (k, r) in replies.iter().enumerate() {
-                let f = objective(r, &scenarios[k].path.display().to_string())?;
-                l += probs[k] * (f + r.x.iter().zip(&w[k]).map(|(a, b)| a * b).sum::<f64>());
-            }
-            lagrangian = lagrangian.max(l);
-            best_bound = best_bound.max(l);
-        }
+        Ok(expected)
+    }
+}
+
+/// Runs PH on the mesh. `progress` sees every iteration as it completes.
+///
+/// # Errors
+/// [`PhError::Invalid`] for a spec that does not fit its scenarios; [`PhError::Scenario`] when a
+/// scenario cannot be solved on any worker.
+pub async fn run(
+    mesh: Arc<Mesh>,
+    spec: &PhSpec,
+    opts: &PhOptions,
+    mut progress: impl FnMut(&PhIteration),
+) -> Result<PhResult, PhError> {
+    let start = Instant::now();
+    let (scenarios, nonants, sense) = load_scenarios(spec, opts).await?;
+    let sign = if sense == Sense::Maximize { -1.0 } else { 1.0 };
+    let default_rho = opts.rho.or(spec.rho).unwrap_or(1.0);
+    let mut d = Driver {
+        mesh,
+        opts,
+        rho: nonants.iter().map(|v| spec.rho_of(v, default_rho)).collect(),
+        probs: scenarios.iter().map(|s| s.prob).collect(),
+        residents: scenarios.iter().map(|_| None).collect(),
+        scenarios,
+        nonants: Arc::new(nonants),
+        place: Arc::new(Mutex::new(Placement::default())),
+        quadratic: true,
+    };
+    let n = d.n();
+    let mut history = Vec::new();
+    let mut record = |iter, conv, bound: f64, bytes, loaded| {
         let it = PhIteration {
             iter,
             conv,
-            bound: sign * best_bound,
+            bound: sign * bound,
             seconds: start.elapsed().as_secs_f64(),
             bytes,
             loaded,
         };
         progress(&it);
         history.push(it);
+    };
+
+    // Iteration 0: every scenario alone (the wait-and-see bound).
+    let s0 = d.sweep(StepMode::Plain, None, &vec![0.0; n]).await?;
+    let mut trivial = 0.0;
+    for (k, r) in s0.replies.iter().enumerate() {
+        trivial += d.probs[k] * d.objective(k, r)?;
     }
-    // The expected cost of x̄, first stage fixed in every scenario.
-    let (replies, _, _) = step_all!(StepMode::Fixed, no_w, xbar);
-    let mut expected = Some(0.0);
-    for (k, r) in replies.iter().enumerate() {
-        match (r.status, r.objective, expected) {
-            (Status::Optimal | Status::Feasible, Some(f), Some(e)) => expected = Some(e + probs[k] * f),
-            _ => expected = None,
+    let mut x: Vec<Vec<f64>> = s0.replies.iter().map(|r| r.x.clone()).collect();
+    let mut xbar = d.average(&x);
+    let mut w: Vec<Vec<f64>> =
+        x.iter().map(|xs| (0..n).map(|i| d.rho[i] * (xs[i] - xbar[i])).collect()).collect();
+    let mut conv = d.conv(&x, &xbar);
+    let mut best_bound = trivial;
+    record(0, conv, best_bound, s0.bytes, s0.loaded);
+
+    let mut iter = 0;
+    let mut lagrangian = f64::NEG_INFINITY;
+    let mut converged = conv < opts.threshold;
+    while !converged && iter < opts.max_iters {
+        iter += 1;
+        rebalance(&d.mesh, &d.place, &mut d.residents, opts.solver.as_deref());
+        let s = d.sweep(StepMode::Prox, Some(&w), &xbar).await?;
+        for (k, r) in s.replies.iter().enumerate() {
+            d.objective(k, r)?;
+            x[k] = r.x.clone();
         }
+        xbar = d.average(&x);
+        for (k, xs) in x.iter().enumerate() {
+            for i in 0..n {
+                w[k][i] += d.rho[i] * (xs[i] - xbar[i]);
+            }
+        }
+        conv = d.conv(&x, &xbar);
+        converged = conv < opts.threshold;
+        let mut bytes = s.bytes;
+        if converged || iter == opts.max_iters || (opts.bound_every > 0 && iter % opts.bound_every == 0) {
+            let (l, b) = d.lagrangian(&w, &xbar).await?;
+            bytes += b;
+            lagrangian = lagrangian.max(l);
+            best_bound = best_bound.max(l);
+        }
+        record(iter, conv, best_bound, bytes, s.loaded);
     }
-    for r in residents.into_iter().flatten() {
+    let expected = d.expected_cost(&xbar).await?;
+    for r in d.residents.into_iter().flatten() {
         r.close();
     }
     let gap = expected.map(|e| (e - best_bound).abs() / e.abs().max(1e-9));
     info!(iterations = iter, converged, "PH done");
     Ok(PhResult {
         name: spec.name.clone(),
-        scenarios: scenarios.len(),
-        xbar: nonants.iter().cloned().zip(xbar).collect(),
+        scenarios: d.scenarios.len(),
+        xbar: d.nonants.iter().cloned().zip(xbar).collect(),
         expected_cost: expected.map(|e| sign * e),
         trivial_bound: sign * trivial,
         lagrangian_bound: sign * lagrangian,
         gap,
         iterations: iter,
         converged,
-        quadratic,
+        quadratic: d.quadratic,
         seconds: start.elapsed().as_secs_f64(),
         history,
     })

@@ -73,6 +73,10 @@ pub struct PhSpec {
 
 impl PhSpec {
     /// Reads a TOML spec, or a directory of scenarios with `first_stage` patterns.
+    ///
+    /// # Errors
+    /// [`SpecError`] when the file is unreadable, not valid TOML, or names no scenario or first-
+    /// stage variable.
     pub fn load(path: &Path, first_stage: &[String]) -> Result<Self, SpecError> {
         if path.is_dir() {
             if first_stage.is_empty() {

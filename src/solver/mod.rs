@@ -45,6 +45,10 @@ pub trait Solver: Send + Sync {
         false
     }
     /// Solves `model`. Blocks until done or the time limit is reached.
+    ///
+    /// # Errors
+    /// [`SolveError`] when the solver gives up or refuses an option; infeasible and unbounded are
+    /// answers, not errors.
     fn solve(&self, model: &Model, opts: &SolveOptions) -> Result<Solution, SolveError>;
 }
 
@@ -58,6 +62,9 @@ pub fn all() -> Vec<Box<dyn Solver>> {
 }
 
 /// Finds a solver by name (case-insensitive).
+///
+/// # Errors
+/// [`SolveError::Unknown`] naming the solvers this build has.
 pub fn by_name(name: &str) -> Result<Box<dyn Solver>, SolveError> {
     all()
         .into_iter()

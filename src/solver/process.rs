@@ -90,6 +90,9 @@ pub enum RunError {
 /// Runs a solve in a child process; kills it on `cancel` or when it overruns.
 /// `memory_limit` caps the child's address space (bytes): a solve that needs more
 /// fails as a crash instead of starving the box.
+///
+/// # Errors
+/// [`RunError`]: cancelled, overran its time limit, crashed, or refused the model.
 pub async fn run(
     exe: &Path,
     req: &ChildRequest,
@@ -216,6 +219,9 @@ pub struct ResidentHost {
 
 impl ResidentHost {
     /// Starts an empty host process.
+    ///
+    /// # Errors
+    /// [`RunError::Io`] when the host process cannot be started.
     pub async fn start(exe: &Path, memory_limit: Option<u64>) -> Result<Self, RunError> {
         let mut child = spawn_child(exe, memory_limit, false)?;
         let pid = child.id().map(|p| p as i32);
@@ -273,6 +279,9 @@ impl ResidentHost {
     }
 
     /// Loads a scenario.
+    ///
+    /// # Errors
+    /// [`RunError`]: the scenario is refused, or the host crashed or was cancelled.
     pub async fn load(
         &self,
         id: u64,
@@ -286,6 +295,9 @@ impl ResidentHost {
     }
 
     /// Solves one step of scenario `id`.
+    ///
+    /// # Errors
+    /// [`RunError`]: the step is refused, or the host crashed or was cancelled.
     pub async fn step(&self, id: u64, step: Step, cancel: &CancellationToken) -> Result<StepReply, RunError> {
         let r: Result<StepReply, String> = self.call(&HostMsg::Step { id, step }, cancel).await?;
         r.map_err(RunError::Rejected)

@@ -138,6 +138,22 @@ pub async fn run(
     result
 }
 
+/// What every figure group needs: the options, the mesh and the models.
+struct Ctx<'a> {
+    opts: &'a BenchOptions,
+    cfg: ClientConfig,
+    dir: &'a Path,
+    reps: usize,
+    mesh: Arc<Mesh>,
+    workers: Vec<meshsolve::protocol::WorkerAd>,
+    total_slots: u32,
+    solver_name: String,
+    solver: Box<dyn meshsolve::solver::Solver>,
+    /// A tiny model file, and the job options that send it to the workers' solver.
+    tiny: PathBuf,
+    job: JobOptions,
+}
+
 async fn run_in(
     opts: &BenchOptions,
     cfg: ClientConfig,
@@ -166,319 +182,41 @@ async fn run_in(
         cold.push(t.elapsed().as_secs_f64() * 1000.0);
         m.close().await;
     }
-    let mesh = Arc::new(Mesh::connect(cfg.clone()).await?);
-    let workers = mesh.wait_for_workers(None, Duration::from_secs(10)).await?;
-    let total_slots: u32 = workers.iter().map(|w| w.slots).sum();
-    let solver_name = workers[0].solvers.first().map(|s| s.name.clone()).unwrap_or_else(|| "microlp".into());
-    let solver = solver::by_name(&solver_name).context("the workers' solver is not in this build")?;
-    log(&format!("{} worker(s), {total_slots} slot(s), solver {solver_name}", workers.len()));
     figs.push(figure(
         "overhead",
         "discovery: client start to workers listed (incl. 0.3 s settle)",
         "ms",
         cold,
     ));
-
-    // Cold end to end: a `meshsolve MODEL` process against `meshsolve --local MODEL`.
-    let farmer = dir.join("farmer.lp");
-    std::fs::write(&farmer, crate::examples::FARMER_LP)?;
-    let mut cold_mesh = Vec::new();
-    let mut cold_local = Vec::new();
-    for _ in 0..reps {
-        let t = Instant::now();
-        client_process(&opts.exe, &cfg, &[farmer.as_os_str()]).await?;
-        cold_mesh.push(t.elapsed().as_secs_f64() * 1000.0);
-        let t = Instant::now();
-        client_process(&opts.exe, &cfg, &["--local".as_ref(), farmer.as_os_str()]).await?;
-        cold_local.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let base = figure("overhead", "`meshsolve --local farmer.lp`, process start to exit", "ms", cold_local);
-    let mut f =
-        figure("overhead", "`meshsolve farmer.lp` on the mesh, process start to exit", "ms", cold_mesh);
-    ratio(&mut f, &base, "local");
-    figs.push(f);
-    figs.push(base);
-
-    // Dispatch overhead: one tiny model, in-process vs through the mesh.
+    let mesh = Arc::new(Mesh::connect(cfg.clone()).await?);
+    let workers = mesh.wait_for_workers(None, Duration::from_secs(10)).await?;
+    let total_slots: u32 = workers.iter().map(|w| w.slots).sum();
+    let solver_name = workers[0].solvers.first().map(|s| s.name.clone()).unwrap_or_else(|| "microlp".into());
+    let solver = solver::by_name(&solver_name).context("the workers' solver is not in this build")?;
+    log(&format!("{} worker(s), {total_slots} slot(s), solver {solver_name}", workers.len()));
     let tiny = dir.join("tiny.lp");
     std::fs::write(&tiny, tiny_model(opts.seed, 0))?;
     let job = JobOptions { solver: Some(solver_name.clone()), prechecked: true, ..Default::default() };
-    let mut inproc = Vec::new();
-    for _ in 0..reps * 5 {
-        let t = Instant::now();
-        let m = model::read_file(&tiny, Some(Format::Lp))?;
-        let _ = solver.solve(&m, &SolveOptions::default())?;
-        inproc.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    let queue = Queue::new(&mesh, QueueOptions::default());
-    let mut via = Vec::new();
-    let mut worker_side = Vec::new();
-    for _ in 0..reps * 5 {
-        let t = Instant::now();
-        let r = queue.submit(&tiny, &job).await?.wait().await?;
-        via.push(t.elapsed().as_secs_f64() * 1e6);
-        worker_side.push(r.solution.solve_seconds * 1e6);
-    }
-    let mut rtt = Vec::new();
-    for _ in 0..reps * 5 {
-        let t = Instant::now();
-        mesh.status(&workers[0]).await?;
-        rtt.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    let base = figure("dispatch", "one tiny model, read + solve in this process", "us", inproc);
-    let mut f = figure("dispatch", "one tiny model through the mesh (warm connection)", "us", via);
-    ratio(&mut f, &base, "in-process");
-    figs.push(base);
-    figs.push(f);
-    figs.push(figure("dispatch", "solver time inside the worker's solver process", "us", worker_side));
-    figs.push(figure("dispatch", "request round trip on an established connection", "us", rtt));
-
-    // Where the per-job time goes.
-    let mut spawn = Vec::new();
-    for _ in 0..reps * 3 {
-        let t = Instant::now();
-        let st = std::process::Command::new(&opts.exe).arg("--version").stdout(Stdio::null()).status()?;
-        if !st.success() {
-            bail!("cannot run {}", opts.exe.display());
-        }
-        spawn.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    figs.push(figure(
-        "dispatch",
-        "process start (the worker starts one solver process per job)",
-        "us",
-        spawn,
-    ));
-    let mut handshake = Vec::new();
-    for _ in 0..reps.min(5) {
-        let mut c = cfg.clone();
-        c.static_workers = vec![workers[0].best_addr().map(|a| a.to_string()).unwrap_or_default()];
-        let m = Mesh::connect(c).await?;
-        let t = Instant::now();
-        m.status(&workers[0]).await?;
-        handshake.push(t.elapsed().as_secs_f64() * 1e6);
-        m.close().await;
-    }
-    figs.push(figure("dispatch", "new QUIC + mutual-TLS connection and first request", "us", handshake));
-    let sol = queue.submit(&tiny, &job).await?.wait().await?.solution;
-    let mut ser = Vec::new();
-    for _ in 0..reps * 20 {
-        let t = Instant::now();
-        let bytes = meshsolve::protocol::encode(&meshsolve::protocol::Response::Done(sol.clone()))?;
-        let _: meshsolve::protocol::Response = ciborium::from_reader(&bytes[4..])?;
-        ser.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    figs.push(figure("dispatch", "CBOR encode + decode of the solution message", "us", ser));
-
-    // Throughput: K tiny models.
-    let k = opts.tiny.max(1);
-    let tdir = dir.join("tiny");
-    std::fs::create_dir_all(&tdir)?;
-    let files: Vec<PathBuf> = (0..k)
-        .map(|i| {
-            let p = tdir.join(format!("t{i:05}.lp"));
-            std::fs::write(&p, tiny_model(opts.seed, i)).map(|_| p)
-        })
-        .collect::<Result<_, _>>()?;
-    log(&format!("throughput: {k} tiny models"));
-    let mut mesh_rate = Vec::new();
-    let mut seq_inproc = Vec::new();
-    let mut seq_proc = Vec::new();
-    let mut par_proc = Vec::new();
-    for _ in 0..reps {
-        let t = Instant::now();
-        let mut hs = Vec::with_capacity(k);
-        for f in &files {
-            hs.push(queue.submit(f, &job).await?);
-        }
-        for r in wait_all(hs).await {
-            r?;
-        }
-        mesh_rate.push(k as f64 / t.elapsed().as_secs_f64());
-
-        let t = Instant::now();
-        for f in &files {
-            let m = model::read_file(f, Some(Format::Lp))?;
-            solver.solve(&m, &SolveOptions::default())?;
-        }
-        seq_inproc.push(k as f64 / t.elapsed().as_secs_f64());
-
-        let t = Instant::now();
-        for f in &files {
-            local_process(&opts.exe, f, &solver_name).await?;
-        }
-        seq_proc.push(k as f64 / t.elapsed().as_secs_f64());
-
-        let p = total_slots.max(1) as usize;
-        let t = Instant::now();
-        let mut set = tokio::task::JoinSet::new();
-        let mut it = files.iter();
-        for f in it.by_ref().take(p) {
-            set.spawn(local_process(opts.exe.clone(), f.clone(), solver_name.clone()));
-        }
-        while let Some(r) = set.join_next().await {
-            r??;
-            if let Some(f) = it.next() {
-                set.spawn(local_process(opts.exe.clone(), f.clone(), solver_name.clone()));
-            }
-        }
-        par_proc.push(k as f64 / t.elapsed().as_secs_f64());
-    }
-    let mut fm = figure(
-        "throughput",
-        format!("{k} tiny models over the mesh ({total_slots} slots)"),
-        "models/s",
-        mesh_rate,
-    );
-    let b1 = figure("throughput", "same files, one after another in one process", "models/s", seq_inproc);
-    let b2 = figure("throughput", "same files, one `meshsolve --local` process each", "models/s", seq_proc);
-    let b3 = figure(
-        "throughput",
-        format!("same files, {total_slots} local processes at a time (xargs -P)"),
-        "models/s",
-        par_proc,
-    );
-    let mut fm2 = fm.clone();
-    let mut fm3 = fm.clone();
-    ratio(&mut fm, &b1, "one process");
-    ratio(&mut fm2, &b2, "process per file");
-    ratio(&mut fm3, &b3, "xargs -P");
-    fm.ratio = Some(format!(
-        "{}; {}; {}",
-        fm.ratio.take().unwrap_or_default(),
-        fm2.ratio.unwrap_or_default(),
-        fm3.ratio.unwrap_or_default()
-    ));
-    figs.extend([fm, b1, b2, b3]);
-    queue.close().await;
-
-    // Transfer.
+    let c = Ctx { opts, cfg, dir, reps, mesh, workers, total_slots, solver_name, solver, tiny, job };
+    figs.extend(cold_start(&c).await?);
+    figs.extend(dispatch(&c).await?);
+    log(&format!("throughput: {} tiny models", opts.tiny.max(1)));
+    figs.extend(throughput(&c).await?);
     if opts.transfer_mb > 0 {
         log(&format!("transfer: generating a {} MB model", opts.transfer_mb));
-        let big = dir.join("big.mps");
-        let size = write_big_mps(&big, opts.transfer_mb)?;
-        let header = Mesh::header(&big, &JobOptions::default())?;
-        let mut up = Vec::new();
-        let mut raw = Vec::new();
-        for _ in 0..reps {
-            let t = Instant::now();
-            mesh.upload(&workers[0], &big, &header).await?;
-            up.push(size as f64 / 1e6 / t.elapsed().as_secs_f64());
-            let t = Instant::now();
-            mesh.discard(&workers[0], size).await?;
-            raw.push(size as f64 / 1e6 / t.elapsed().as_secs_f64());
-        }
-        let base = figure("transfer", "raw QUIC stream, same endpoints", "MB/s", raw);
-        let mut f = figure(
-            "transfer",
-            format!("{:.0} MB model file to a worker (on its disk)", size as f64 / 1e6),
-            "MB/s",
-            up,
-        );
-        ratio(&mut f, &base, "raw QUIC");
-        figs.push(f);
-        figs.push(base);
+        figs.extend(transfer(&c).await?);
     }
-
-    // Discovery of a new worker, and loss of a killed one (local workers only).
     if let Some(l) = local.as_mut() {
         log("discovery: new workers appearing, killed workers dropping");
-        let mut appear = Vec::new();
-        let mut lost = Vec::new();
-        for _ in 0..reps.min(3) {
-            let before: Vec<String> = mesh.workers().into_iter().map(|w| w.instance).collect();
-            let t = Instant::now();
-            let idx = l.spawn()?;
-            let ad = loop {
-                if let Some(w) = mesh.workers().into_iter().find(|w| !before.contains(&w.instance)) {
-                    break w;
-                }
-                if t.elapsed() > Duration::from_secs(20) {
-                    bail!("a new local worker did not appear within 20 s");
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            };
-            appear.push(t.elapsed().as_secs_f64() * 1000.0);
-            mesh.status(&ad).await?;
-            let addr = ad.best_addr().context("worker without address")?;
-            let t = Instant::now();
-            l.kill(idx).await;
-            while !mesh.connection_lost(addr) {
-                if t.elapsed() > Duration::from_secs(30) {
-                    bail!("a killed worker was not noticed within 30 s");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            lost.push(t.elapsed().as_secs_f64() * 1000.0);
-            mesh.mark_lost(&ad.instance);
-        }
-        figs.push(figure("discovery", "worker process start until the client lists it (mDNS)", "ms", appear));
-        if mesh.workers().len() >= 2 {
-            let mut moved = Vec::new();
-            let slow = dir.join("slow.lp");
-            std::fs::write(&slow, crate::examples::MARKET_SPLIT_LP)?;
-            for _ in 0..reps.min(3) {
-                // Make sure a spare worker is up, run one slow job, kill whichever worker runs it.
-                let spare = l.spawn()?;
-                let spare_name = l.name_of(spare);
-                let t = Instant::now();
-                while !mesh.workers().iter().any(|w| w.instance == spare_name) {
-                    if t.elapsed() > Duration::from_secs(10) {
-                        bail!("spare worker did not appear");
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                let (queue, mut events) = Queue::with_events(&mesh, QueueOptions::default());
-                let slow_job = JobOptions {
-                    solve: SolveOptions { time_limit: Some(30.0), ..Default::default() },
-                    prechecked: true,
-                    ..Default::default()
-                };
-                let h = queue.submit(&slow, &slow_job).await?;
-                let victim = loop {
-                    match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-                        Ok(Some(meshsolve::dispatch::Event::Started { worker, .. })) => break worker,
-                        Ok(Some(_)) => continue,
-                        _ => bail!("the slow job did not start"),
-                    }
-                };
-                let idx =
-                    l.index_of(&victim).context("the job ran on a worker this benchmark did not start")?;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let t = Instant::now();
-                l.kill(idx).await;
-                loop {
-                    match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
-                        Ok(Some(meshsolve::dispatch::Event::Started { attempt, .. })) if attempt > 1 => break,
-                        Ok(Some(_)) => continue,
-                        _ => bail!("the job of a killed worker was not re-dispatched within 30 s"),
-                    }
-                }
-                moved.push(t.elapsed().as_secs_f64() * 1000.0);
-                h.cancel();
-                queue.close().await;
-            }
-            figs.push(figure(
-                "discovery",
-                "SIGKILL of a busy worker until its job runs elsewhere",
-                "ms",
-                moved,
-            ));
-        }
-        figs.push(figure(
-            "discovery",
-            "SIGKILL of a worker until the client drops it (QUIC idle timeout)",
-            "ms",
-            lost,
-        ));
+        figs.extend(discovery(&c, l).await?);
     }
     if opts.ph_scenarios > 0 {
         log(&format!("progressive hedging: farmer with {} scenarios", opts.ph_scenarios));
-        figs.extend(ph_figures(&mesh, dir, opts.ph_scenarios, reps).await?);
+        figs.extend(ph_figures(&c.mesh, dir, opts.ph_scenarios, reps).await?);
     }
-    mesh.close().await;
+    c.mesh.close().await;
     if let Some(l) = local.as_mut() {
-        match name_server_figures(l, &tiny, reps, log).await {
+        match name_server_figures(l, &c.tiny, reps, log).await {
             Ok(f) => figs.extend(f),
             Err(e) => log(&format!("name server figures skipped: {e:#}")),
         }
@@ -693,4 +431,311 @@ pub(crate) async fn command(m: &crate::args::MeshConfig, b: crate::args::BenchAr
         println!("({:.0} s in all)", t.elapsed().as_secs_f64());
     }
     Ok(0)
+}
+
+/// Cold end to end: a `meshsolve MODEL` process against `meshsolve --local MODEL`.
+async fn cold_start(c: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
+    let mut figs = Vec::new();
+    // Cold end to end: a `meshsolve MODEL` process against `meshsolve --local MODEL`.
+    let farmer = c.dir.join("farmer.lp");
+    std::fs::write(&farmer, crate::examples::FARMER_LP)?;
+    let mut cold_mesh = Vec::new();
+    let mut cold_local = Vec::new();
+    for _ in 0..c.reps {
+        let t = Instant::now();
+        client_process(&c.opts.exe, &c.cfg, &[farmer.as_os_str()]).await?;
+        cold_mesh.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        client_process(&c.opts.exe, &c.cfg, &["--local".as_ref(), farmer.as_os_str()]).await?;
+        cold_local.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let base = figure("overhead", "`meshsolve --local farmer.lp`, process start to exit", "ms", cold_local);
+    let mut f =
+        figure("overhead", "`meshsolve farmer.lp` on the mesh, process start to exit", "ms", cold_mesh);
+    ratio(&mut f, &base, "local");
+    figs.push(f);
+    figs.push(base);
+    Ok(figs)
+}
+
+/// Dispatch overhead: one tiny model in-process and through the mesh, and where the time goes.
+async fn dispatch(c: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
+    let mut figs = Vec::new();
+    // Dispatch overhead: one tiny model, in-process vs through the c.mesh.
+    let mut inproc = Vec::new();
+    for _ in 0..c.reps * 5 {
+        let t = Instant::now();
+        let m = model::read_file(&c.tiny, Some(Format::Lp))?;
+        let _ = c.solver.solve(&m, &SolveOptions::default())?;
+        inproc.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let queue = Queue::new(&c.mesh, QueueOptions::default());
+    let mut via = Vec::new();
+    let mut worker_side = Vec::new();
+    for _ in 0..c.reps * 5 {
+        let t = Instant::now();
+        let r = queue.submit(&c.tiny, &c.job).await?.wait().await?;
+        via.push(t.elapsed().as_secs_f64() * 1e6);
+        worker_side.push(r.solution.solve_seconds * 1e6);
+    }
+    let mut rtt = Vec::new();
+    for _ in 0..c.reps * 5 {
+        let t = Instant::now();
+        c.mesh.status(&c.workers[0]).await?;
+        rtt.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let base = figure("dispatch", "one tiny model, read + solve in this process", "us", inproc);
+    let mut f = figure("dispatch", "one tiny model through the mesh (warm connection)", "us", via);
+    ratio(&mut f, &base, "in-process");
+    figs.push(base);
+    figs.push(f);
+    figs.push(figure("dispatch", "solver time inside the worker's solver process", "us", worker_side));
+    figs.push(figure("dispatch", "request round trip on an established connection", "us", rtt));
+
+    // Where the per-job time goes.
+    let mut spawn = Vec::new();
+    for _ in 0..c.reps * 3 {
+        let t = Instant::now();
+        let st = std::process::Command::new(&c.opts.exe).arg("--version").stdout(Stdio::null()).status()?;
+        if !st.success() {
+            bail!("cannot run {}", c.opts.exe.display());
+        }
+        spawn.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    figs.push(figure(
+        "dispatch",
+        "process start (the worker starts one solver process per job)",
+        "us",
+        spawn,
+    ));
+    let mut handshake = Vec::new();
+    for _ in 0..c.reps.min(5) {
+        let mut direct = c.cfg.clone();
+        direct.static_workers = vec![c.workers[0].best_addr().map(|a| a.to_string()).unwrap_or_default()];
+        let m = Mesh::connect(direct).await?;
+        let t = Instant::now();
+        m.status(&c.workers[0]).await?;
+        handshake.push(t.elapsed().as_secs_f64() * 1e6);
+        m.close().await;
+    }
+    figs.push(figure("dispatch", "new QUIC + mutual-TLS connection and first request", "us", handshake));
+    let sol = queue.submit(&c.tiny, &c.job).await?.wait().await?.solution;
+    let mut ser = Vec::new();
+    for _ in 0..c.reps * 20 {
+        let t = Instant::now();
+        let bytes = meshsolve::protocol::encode(&meshsolve::protocol::Response::Done(sol.clone()))?;
+        let _: meshsolve::protocol::Response = ciborium::from_reader(&bytes[4..])?;
+        ser.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    figs.push(figure("dispatch", "CBOR encode + decode of the solution message", "us", ser));
+
+    queue.close().await;
+    Ok(figs)
+}
+
+/// Throughput: many tiny models over the mesh against local processes.
+async fn throughput(c: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
+    let mut figs = Vec::new();
+    let queue = Queue::new(&c.mesh, QueueOptions::default());
+    // Throughput: K tiny models.
+    let k = c.opts.tiny.max(1);
+    let tdir = c.dir.join("tiny");
+    std::fs::create_dir_all(&tdir)?;
+    let files: Vec<PathBuf> = (0..k)
+        .map(|i| {
+            let p = tdir.join(format!("t{i:05}.lp"));
+            std::fs::write(&p, tiny_model(c.opts.seed, i)).map(|_| p)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut mesh_rate = Vec::new();
+    let mut seq_inproc = Vec::new();
+    let mut seq_proc = Vec::new();
+    let mut par_proc = Vec::new();
+    for _ in 0..c.reps {
+        let t = Instant::now();
+        let mut hs = Vec::with_capacity(k);
+        for f in &files {
+            hs.push(queue.submit(f, &c.job).await?);
+        }
+        for r in wait_all(hs).await {
+            r?;
+        }
+        mesh_rate.push(k as f64 / t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        for f in &files {
+            let m = model::read_file(f, Some(Format::Lp))?;
+            c.solver.solve(&m, &SolveOptions::default())?;
+        }
+        seq_inproc.push(k as f64 / t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        for f in &files {
+            local_process(&c.opts.exe, f, &c.solver_name).await?;
+        }
+        seq_proc.push(k as f64 / t.elapsed().as_secs_f64());
+
+        let p = c.total_slots.max(1) as usize;
+        let t = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        let mut it = files.iter();
+        for f in it.by_ref().take(p) {
+            set.spawn(local_process(c.opts.exe.clone(), f.clone(), c.solver_name.clone()));
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+            if let Some(f) = it.next() {
+                set.spawn(local_process(c.opts.exe.clone(), f.clone(), c.solver_name.clone()));
+            }
+        }
+        par_proc.push(k as f64 / t.elapsed().as_secs_f64());
+    }
+    let mut fm = figure(
+        "throughput",
+        format!("{k} tiny models over the mesh ({} slots)", c.total_slots),
+        "models/s",
+        mesh_rate,
+    );
+    let b1 = figure("throughput", "same files, one after another in one process", "models/s", seq_inproc);
+    let b2 = figure("throughput", "same files, one `meshsolve --local` process each", "models/s", seq_proc);
+    let b3 = figure(
+        "throughput",
+        format!("same files, {} local processes at a time (xargs -P)", c.total_slots),
+        "models/s",
+        par_proc,
+    );
+    let mut fm2 = fm.clone();
+    let mut fm3 = fm.clone();
+    ratio(&mut fm, &b1, "one process");
+    ratio(&mut fm2, &b2, "process per file");
+    ratio(&mut fm3, &b3, "xargs -P");
+    fm.ratio = Some(format!(
+        "{}; {}; {}",
+        fm.ratio.take().unwrap_or_default(),
+        fm2.ratio.unwrap_or_default(),
+        fm3.ratio.unwrap_or_default()
+    ));
+    figs.extend([fm, b1, b2, b3]);
+
+    queue.close().await;
+    Ok(figs)
+}
+
+/// Transfer: a large model file against the raw QUIC stream.
+async fn transfer(c: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
+    let mut figs = Vec::new();
+    // Transfer.
+    let big = c.dir.join("big.mps");
+    let size = write_big_mps(&big, c.opts.transfer_mb)?;
+    let header = Mesh::header(&big, &JobOptions::default())?;
+    let mut up = Vec::new();
+    let mut raw = Vec::new();
+    for _ in 0..c.reps {
+        let t = Instant::now();
+        c.mesh.upload(&c.workers[0], &big, &header).await?;
+        up.push(size as f64 / 1e6 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        c.mesh.discard(&c.workers[0], size).await?;
+        raw.push(size as f64 / 1e6 / t.elapsed().as_secs_f64());
+    }
+    let base = figure("transfer", "raw QUIC stream, same endpoints", "MB/s", raw);
+    let mut f = figure(
+        "transfer",
+        format!("{:.0} MB model file to a worker (on its disk)", size as f64 / 1e6),
+        "MB/s",
+        up,
+    );
+    ratio(&mut f, &base, "raw QUIC");
+    figs.push(f);
+    figs.push(base);
+    Ok(figs)
+}
+
+/// Discovery of new workers, loss of killed ones, and re-dispatch of a killed worker's job.
+async fn discovery(c: &Ctx<'_>, l: &mut LocalWorkers) -> anyhow::Result<Vec<Figure>> {
+    let mut figs = Vec::new();
+    // Discovery of a new worker, and loss of a killed one (local workers only).
+    let mut appear = Vec::new();
+    let mut lost = Vec::new();
+    for _ in 0..c.reps.min(3) {
+        let before: Vec<String> = c.mesh.workers().into_iter().map(|w| w.instance).collect();
+        let t = Instant::now();
+        let idx = l.spawn()?;
+        let ad = loop {
+            if let Some(w) = c.mesh.workers().into_iter().find(|w| !before.contains(&w.instance)) {
+                break w;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                bail!("a new local worker did not appear within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        appear.push(t.elapsed().as_secs_f64() * 1000.0);
+        c.mesh.status(&ad).await?;
+        let addr = ad.best_addr().context("worker without address")?;
+        let t = Instant::now();
+        l.kill(idx).await;
+        while !c.mesh.connection_lost(addr) {
+            if t.elapsed() > Duration::from_secs(30) {
+                bail!("a killed worker was not noticed within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        lost.push(t.elapsed().as_secs_f64() * 1000.0);
+        c.mesh.mark_lost(&ad.instance);
+    }
+    figs.push(figure("discovery", "worker process start until the client lists it (mDNS)", "ms", appear));
+    if c.mesh.workers().len() >= 2 {
+        let mut moved = Vec::new();
+        let slow = c.dir.join("slow.lp");
+        std::fs::write(&slow, crate::examples::MARKET_SPLIT_LP)?;
+        for _ in 0..c.reps.min(3) {
+            // Make sure a spare worker is up, run one slow job, kill whichever worker runs it.
+            let spare = l.spawn()?;
+            let spare_name = l.name_of(spare);
+            let t = Instant::now();
+            while !c.mesh.workers().iter().any(|w| w.instance == spare_name) {
+                if t.elapsed() > Duration::from_secs(10) {
+                    bail!("spare worker did not appear");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let (queue, mut events) = Queue::with_events(&c.mesh, QueueOptions::default());
+            let slow_job = JobOptions {
+                solve: SolveOptions { time_limit: Some(30.0), ..Default::default() },
+                prechecked: true,
+                ..Default::default()
+            };
+            let h = queue.submit(&slow, &slow_job).await?;
+            let victim = loop {
+                match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                    Ok(Some(meshsolve::dispatch::Event::Started { worker, .. })) => break worker,
+                    Ok(Some(_)) => continue,
+                    _ => bail!("the slow job did not start"),
+                }
+            };
+            let idx = l.index_of(&victim).context("the job ran on a worker this benchmark did not start")?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let t = Instant::now();
+            l.kill(idx).await;
+            loop {
+                match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
+                    Ok(Some(meshsolve::dispatch::Event::Started { attempt, .. })) if attempt > 1 => break,
+                    Ok(Some(_)) => continue,
+                    _ => bail!("the job of a killed worker was not re-dispatched within 30 s"),
+                }
+            }
+            moved.push(t.elapsed().as_secs_f64() * 1000.0);
+            h.cancel();
+            queue.close().await;
+        }
+        figs.push(figure("discovery", "SIGKILL of a busy worker until its job runs elsewhere", "ms", moved));
+    }
+    figs.push(figure(
+        "discovery",
+        "SIGKILL of a worker until the client drops it (QUIC idle timeout)",
+        "ms",
+        lost,
+    ));
+    Ok(figs)
 }
