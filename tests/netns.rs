@@ -102,11 +102,10 @@ impl Drop for Lab {
 }
 
 fn can_run() -> bool {
-    // SAFETY: no preconditions.
     let root = nix::unistd::geteuid().is_root();
     let has_ip = Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
     if !root || !has_ip {
-        eprintln!("skipped: multi-host test needs root and iproute2 (`ip`); CI runs it as root");
+        prerequisite_missing("multi-host test needs root and iproute2 (`ip`); CI runs it as root");
         return false;
     }
     true
@@ -172,7 +171,7 @@ fn three_hosts_find_each_other_over_mdns_and_solve() {
 fn has_iptables() -> bool {
     let ok = Command::new("iptables").arg("--version").output().is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("skipped: needs iptables (CI installs it)");
+        prerequisite_missing("multi-host test needs iptables (CI installs it)");
     }
     ok
 }
