@@ -83,7 +83,9 @@ const SLOW_FOR_MICROLP: &[&str] = &["bell5.mps", "p0548.mps"];
 #[test]
 fn public_instances_match_their_known_optima() {
     let Some(dir) = public_models() else {
-        prerequisite_missing("../shared/models/public (public instances with known optima) is not beside this checkout");
+        prerequisite_missing(
+            "../shared/models/public (public instances with known optima) is not beside this checkout",
+        );
         return;
     };
     let manifest: Vec<serde_json::Value> =

@@ -8,6 +8,7 @@
 
 pub mod lp;
 pub mod mps;
+pub mod nl;
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -269,6 +269,11 @@ pub struct Solution {
     pub solver: String,
     /// Seconds spent in the solver (excluding reading the model).
     pub solve_seconds: f64,
+    /// Row duals of a continuous model solved to optimality, in row order, as
+    /// the derivative of the objective (in its own sense) by the row's bound;
+    /// present only when asked for ([`SolveOptions::duals`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duals: Option<Vec<f64>>,
 }
 
 /// Per-job settings a solver honours.
@@ -283,6 +288,9 @@ pub struct SolveOptions {
     /// A starting point (one value per column) for solvers that can use it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm_start: Option<Vec<f64>>,
+    /// Also compute row duals when the model is continuous and solved to optimality.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duals: bool,
 }
 
 /// What a worker advertises.

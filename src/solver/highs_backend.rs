@@ -99,6 +99,8 @@ impl Solver for Highs {
                 .collect();
             (status, Some(model.objective_of(x)), values)
         };
+        let duals = (opts.duals && model.num_integers() == 0 && model.quad.is_empty())
+            .then(|| solved.get_solution().dual_rows().to_vec());
         let (status, objective, values) = match solved.status() {
             HighsModelStatus::Optimal | HighsModelStatus::ModelEmpty => with_values(Status::Optimal),
             HighsModelStatus::Infeasible => (Status::Infeasible, None, Vec::new()),
@@ -114,6 +116,14 @@ impl Solver for Highs {
             }
             other => return Err(SolveError::Failed { solver, message: format!("model status {other:?}") }),
         };
-        Ok(Solution { status, objective, values, solver, solve_seconds: started.elapsed().as_secs_f64() })
+        let duals = duals.filter(|_| status == Status::Optimal && !values.is_empty());
+        Ok(Solution {
+            status,
+            objective,
+            values,
+            solver,
+            solve_seconds: started.elapsed().as_secs_f64(),
+            duals,
+        })
     }
 }

@@ -41,6 +41,7 @@ impl Solver for MicroLp {
             values,
             solver: solver.clone(),
             solve_seconds: started.elapsed().as_secs_f64(),
+            duals: None,
         };
         let dir = match model.sense {
             Sense::Minimize => OptimizationDirection::Minimize,
@@ -117,7 +118,12 @@ impl Solver for MicroLp {
                         } else {
                             Status::Feasible
                         };
-                        Ok(answer(status, Some(model.objective_of(&x)), values))
+                        let mut a = answer(status, Some(model.objective_of(&x)), values);
+                        if opts.duals && status == Status::Optimal && model.num_integers() == 0 {
+                            a.duals = super::duals::lp_duals(model, opts.time_limit);
+                            a.solve_seconds = started.elapsed().as_secs_f64();
+                        }
+                        Ok(a)
                     }
                     Err(_) => Ok(answer(Status::TimeLimit, None, Vec::new())),
                 }

@@ -6,6 +6,7 @@
 //! child process of the worker's own binary so a solve can be cancelled, timed
 //! out, or crash without taking the worker down.
 
+mod duals;
 #[cfg(feature = "highs")]
 mod highs_backend;
 mod microlp_backend;

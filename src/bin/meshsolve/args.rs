@@ -361,6 +361,7 @@ impl SolveArgs {
                 mip_gap: self.mip_gap,
                 extra: self.options.clone(),
                 warm_start: None,
+                duals: false,
             },
             format: self.format.map(|f| match f {
                 FormatArg::Lp => Format::Lp,

@@ -1,13 +1,16 @@
 //! `meshsolve`: solve LP/MIP models on the workers of your namespace. Thin:
 //! flags → a config → the library; each subcommand lives in its own module.
 
+mod ampl;
 mod args;
 mod bench;
+mod cbc;
 mod certs_cmd;
 #[path = "../cli/mod.rs"]
 mod cli;
 mod demo;
 mod detached;
+mod dropin;
 mod examples;
 mod local;
 mod ph_cmd;
@@ -34,6 +37,24 @@ fn main() -> ExitCode {
     unsafe {
         let _ =
             nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
+    // Modelling tools call solver executables in their own dialects: answer those
+    // before clap sees the arguments.
+    let raw: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    match dropin::sniff(&raw) {
+        Some(dropin::Dialect::Version) => {
+            println!("{}", dropin::VERSION_LINE);
+            return ExitCode::SUCCESS;
+        }
+        Some(dropin::Dialect::Ampl) => {
+            cli::init_tracing("warn");
+            return ExitCode::from(ampl::run(&raw));
+        }
+        Some(dropin::Dialect::Cbc) => {
+            cli::init_tracing("warn");
+            return ExitCode::from(cbc::run(&raw));
+        }
+        None => {}
     }
     let opts = Opts::parse();
     cli::init_tracing(&opts.mesh.log_level);

@@ -1,0 +1,763 @@
+//! The AMPL NL format (Gay, "Writing .nl Files"), text (`g`) and binary
+//! (`b`), for linear and mixed-integer programs: what Pyomo, JuMP and AMPL
+//! hand to a solver executable. Nonlinear parts are refused with a message
+//! that says so; malformed input is an error naming the line (text) or the
+//! byte offset (binary), never a panic.
+//!
+//! Variables and constraints keep their NL order; they are named `x<j>` and
+//! `c<i>` (the caller may attach the labels of Pyomo's `.col`/`.row` files).
+
+use super::{Column, Model, Row, Sense};
+
+/// Why an NL file could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{place}: {message}")]
+pub struct NlError {
+    /// `line N` (text) or `byte N` (binary).
+    pub place: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// An NL problem as read: the model and what a `.sol` file must echo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NlProblem {
+    /// The linear or mixed-integer program; a missing objective is a zero objective.
+    pub model: Model,
+    /// The AMPL options of the header (`g3 1 1 0` → `[1, 1, 0]`), echoed in the `.sol` file.
+    pub options: Vec<i64>,
+    /// Whether the input was binary (the `.sol` is written in text either way).
+    pub binary: bool,
+    /// Objectives in the file (only the first is used).
+    pub objectives: usize,
+    /// Initial primal values given in an `x` segment, by variable index.
+    pub initial: Vec<(usize, f64)>,
+}
+
+/// Counts from the 10 header lines.
+#[derive(Debug, Default, Clone)]
+struct Header {
+    vars: usize,
+    cons: usize,
+    objs: usize,
+    nl_cons: usize,
+    nl_objs: usize,
+    logical_cons: usize,
+    nlvc: usize,
+    nlvo: usize,
+    nlvb: usize,
+    funcs: usize,
+    nbv: usize,
+    niv: usize,
+    common_exprs: usize,
+}
+
+/// Token access, the same for both encodings.
+trait Tokens {
+    /// Where the reader is, for error messages.
+    fn place(&self) -> String;
+    /// The next segment letter, expression code or bound digit; `None` at the end.
+    fn next_char(&mut self) -> Option<u8>;
+    fn int(&mut self) -> Result<i64, String>;
+    fn float(&mut self) -> Result<f64, String>;
+    fn name(&mut self) -> Result<String, String>;
+    /// Skips what is left of a text line (nothing in binary).
+    fn end_line(&mut self);
+}
+
+struct Text<'a> {
+    data: &'a [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl Text<'_> {
+    fn skip_blanks(&mut self) {
+        while self.pos < self.data.len() && matches!(self.data[self.pos], b' ' | b'\t' | b'\r') {
+            self.pos += 1;
+        }
+    }
+
+    fn token(&mut self) -> &[u8] {
+        self.skip_blanks();
+        let start = self.pos;
+        while self.pos < self.data.len()
+            && !matches!(self.data[self.pos], b' ' | b'\t' | b'\r' | b'\n' | b'#')
+        {
+            self.pos += 1;
+        }
+        &self.data[start..self.pos]
+    }
+}
+
+impl Tokens for Text<'_> {
+    fn place(&self) -> String {
+        format!("line {}", self.line)
+    }
+
+    fn next_char(&mut self) -> Option<u8> {
+        loop {
+            self.skip_blanks();
+            match self.data.get(self.pos) {
+                None => return None,
+                Some(b'\n') => {
+                    self.pos += 1;
+                    self.line += 1;
+                }
+                Some(&c) => {
+                    self.pos += 1;
+                    return Some(c);
+                }
+            }
+        }
+    }
+
+    fn int(&mut self) -> Result<i64, String> {
+        let t = self.token();
+        let s = std::str::from_utf8(t).map_err(|_| "expected an integer".to_string())?;
+        s.parse::<i64>().map_err(|_| format!("expected an integer, found `{s}`"))
+    }
+
+    fn float(&mut self) -> Result<f64, String> {
+        let t = self.token();
+        let s = std::str::from_utf8(t).map_err(|_| "expected a number".to_string())?;
+        let v: f64 = s.parse().map_err(|_| format!("expected a number, found `{s}`"))?;
+        if v.is_nan() {
+            return Err(format!("`{s}` is not a number"));
+        }
+        Ok(v)
+    }
+
+    fn name(&mut self) -> Result<String, String> {
+        let t = self.token();
+        Ok(String::from_utf8_lossy(t).into_owned())
+    }
+
+    fn end_line(&mut self) {
+        while self.pos < self.data.len() && self.data[self.pos] != b'\n' {
+            self.pos += 1;
+        }
+        if self.pos < self.data.len() {
+            self.pos += 1;
+            self.line += 1;
+        }
+    }
+}
+
+/// The binary encoding: one byte per letter, 4-byte integers, 8-byte doubles,
+/// in the byte order the header's arithmetic field names.
+struct Binary<'a> {
+    data: &'a [u8],
+    pos: usize,
+    big_endian: bool,
+}
+
+impl Binary<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let end =
+            self.pos.checked_add(N).filter(|&e| e <= self.data.len()).ok_or("unexpected end of file")?;
+        let mut b = [0u8; N];
+        b.copy_from_slice(&self.data[self.pos..end]);
+        self.pos = end;
+        Ok(b)
+    }
+}
+
+impl Tokens for Binary<'_> {
+    fn place(&self) -> String {
+        format!("byte {}", self.pos)
+    }
+
+    fn next_char(&mut self) -> Option<u8> {
+        let c = *self.data.get(self.pos)?;
+        self.pos += 1;
+        Some(c)
+    }
+
+    fn int(&mut self) -> Result<i64, String> {
+        let b = self.take::<4>()?;
+        Ok(if self.big_endian { i32::from_be_bytes(b) } else { i32::from_le_bytes(b) } as i64)
+    }
+
+    fn float(&mut self) -> Result<f64, String> {
+        let b = self.take::<8>()?;
+        let v = if self.big_endian { f64::from_be_bytes(b) } else { f64::from_le_bytes(b) };
+        if v.is_nan() {
+            return Err("a number is NaN".into());
+        }
+        Ok(v)
+    }
+
+    fn name(&mut self) -> Result<String, String> {
+        let n = self.int()?;
+        let n = usize::try_from(n).map_err(|_| "negative name length".to_string())?;
+        let end =
+            self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or("unexpected end of file")?;
+        let s = String::from_utf8_lossy(&self.data[self.pos..end]).into_owned();
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn end_line(&mut self) {}
+}
+
+fn err(place: String, message: impl Into<String>) -> NlError {
+    NlError { place, message: message.into() }
+}
+
+/// Parses the numbers of one header line (text, before any `#` comment).
+fn header_numbers(line: &str) -> Result<Vec<i64>, String> {
+    let body = line.split('#').next().unwrap_or("");
+    body.split_whitespace()
+        .map(|t| t.parse::<i64>().map_err(|_| format!("expected a number, found `{t}`")))
+        .collect()
+}
+
+fn count(v: &[i64], i: usize, what: &str, limit: usize) -> Result<usize, String> {
+    let x = v.get(i).copied().unwrap_or(0);
+    let x = usize::try_from(x).map_err(|_| format!("negative {what} in the header"))?;
+    if x > limit {
+        return Err(format!("{what} ({x}) is larger than the file could hold"));
+    }
+    Ok(x)
+}
+
+/// The AMPL options and the variable and constraint counts of an NL header,
+/// when at least that much of it is readable (to answer a file it refuses).
+pub fn peek_header(data: &[u8]) -> Option<(Vec<i64>, usize, usize)> {
+    let mut lines = data.split(|&b| b == b'\n').map(|l| String::from_utf8_lossy(l).into_owned());
+    let first = lines.next()?;
+    let first = first.split('#').next()?.trim().to_string();
+    if !matches!(first.as_bytes().first(), Some(b'g' | b'b')) {
+        return None;
+    }
+    let opts = header_numbers(&first[1..]).ok()?;
+    let (&n, rest) = opts.split_first()?;
+    let options = rest.get(..usize::try_from(n).ok()?)?.to_vec();
+    let sizes = header_numbers(&lines.next()?).ok()?;
+    let vars = usize::try_from(*sizes.first()?).ok()?;
+    let cons = usize::try_from(*sizes.get(1)?).ok()?;
+    Some((options, vars, cons))
+}
+
+/// Reads an NL file held in memory.
+///
+/// # Errors
+/// [`NlError`] naming the line or byte for malformed input, and saying so for
+/// nonlinear expressions, logical constraints or imported functions.
+pub fn read(data: &[u8], name: &str) -> Result<NlProblem, NlError> {
+    // The ten header lines are text in both encodings.
+    let mut lines = Vec::with_capacity(10);
+    let mut pos = 0;
+    for _ in 0..10 {
+        let end = data[pos..].iter().position(|&b| b == b'\n').map(|e| pos + e).ok_or_else(|| {
+            err(format!("line {}", lines.len() + 1), "the header ends early (an NL header has 10 lines)")
+        })?;
+        lines.push(String::from_utf8_lossy(&data[pos..end]).into_owned());
+        pos = end + 1;
+    }
+    let first = lines[0].split('#').next().unwrap_or("").trim().to_string();
+    let binary = match first.as_bytes().first() {
+        Some(b'g') => false,
+        Some(b'b') => true,
+        _ => {
+            return Err(err(
+                "line 1".into(),
+                "not an NL file: the first line must start with `g` (text) or `b` (binary)",
+            ))
+        }
+    };
+    let opts = header_numbers(&first[1..]).map_err(|m| err("line 1".into(), m))?;
+    let options: Vec<i64> = match opts.split_first() {
+        Some((&n, rest)) if n >= 0 && (n as usize) <= rest.len() && n <= 9 => rest[..n as usize].to_vec(),
+        Some(_) => return Err(err("line 1".into(), "the option count does not match the options")),
+        None => Vec::new(),
+    };
+    let limit = data.len();
+    let nums: Vec<Vec<i64>> = lines[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| header_numbers(l).map_err(|m| err(format!("line {}", i + 2), m)))
+        .collect::<Result<_, _>>()?;
+    let h = (|| -> Result<Header, String> {
+        Ok(Header {
+            vars: count(&nums[0], 0, "the variable count", limit)?,
+            cons: count(&nums[0], 1, "the constraint count", limit)?,
+            objs: count(&nums[0], 2, "the objective count", limit)?,
+            logical_cons: count(&nums[0], 5, "the logical constraint count", limit)?,
+            nl_cons: count(&nums[1], 0, "the nonlinear constraint count", limit)?,
+            nl_objs: count(&nums[1], 1, "the nonlinear objective count", limit)?,
+            nlvc: count(&nums[3], 0, "nonlinear variables in constraints", limit)?,
+            nlvo: count(&nums[3], 1, "nonlinear variables in objectives", limit)?,
+            nlvb: count(&nums[3], 2, "nonlinear variables in both", limit)?,
+            funcs: count(&nums[4], 1, "the function count", limit)?,
+            nbv: count(&nums[5], 0, "binary variables", limit)?,
+            niv: count(&nums[5], 1, "integer variables", limit)?,
+            common_exprs: nums[8].iter().map(|&x| x.max(0) as usize).sum(),
+        })
+    })()
+    .map_err(|m| err("header".into(), m))?;
+    if h.nl_cons + h.nl_objs > 0 || h.nlvc + h.nlvo + h.nlvb > 0 {
+        return Err(err(
+            "header".into(),
+            format!(
+                "the model is nonlinear ({} nonlinear constraints, {} nonlinear objectives); meshsolve solves linear and mixed-integer programs",
+                h.nl_cons, h.nl_objs
+            ),
+        ));
+    }
+    if h.logical_cons > 0 || h.funcs > 0 || h.common_exprs > 0 {
+        return Err(err(
+            "header".into(),
+            "logical constraints, imported functions and defined variables are not supported; meshsolve solves linear and mixed-integer programs",
+        ));
+    }
+    let arith = nums[4].get(2).copied().unwrap_or(0);
+    let text_line = 11;
+    let body = &data[pos..];
+    let problem = if binary {
+        let big_endian = match arith {
+            0 | 1 => false,
+            2 => true,
+            k => {
+                return Err(err(
+                    "line 6".into(),
+                    format!("binary NL with arithmetic kind {k} (neither IEEE little nor big endian)"),
+                ))
+            }
+        };
+        let mut t = Binary { data: body, pos: 0, big_endian };
+        segments(&mut t, &h, name)
+    } else {
+        let mut t = Text { data: body, pos: 0, line: text_line };
+        segments(&mut t, &h, name)
+    };
+    let (model, initial) = problem?;
+    Ok(NlProblem { model, options, binary, objectives: h.objs, initial })
+}
+
+fn segments(t: &mut impl Tokens, h: &Header, name: &str) -> Result<(Model, Vec<(usize, f64)>), NlError> {
+    let mut m = Model::new(name);
+    // Linear models (nonlinear ones are refused): continuous, then binary, then integer.
+    let first_binary = h.vars.saturating_sub(h.nbv + h.niv);
+    let is_binary = |j: usize| j >= first_binary && j < first_binary + h.nbv;
+    for j in 0..h.vars {
+        m.cols.push(Column {
+            name: format!("x{j}"),
+            lower: 0.0,
+            upper: f64::INFINITY,
+            cost: 0.0,
+            integer: j >= first_binary,
+        });
+    }
+    for i in 0..h.cons {
+        m.rows.push(Row {
+            name: format!("c{i}"),
+            lower: f64::NEG_INFINITY,
+            upper: f64::INFINITY,
+            coefs: Vec::new(),
+        });
+    }
+    let mut initial = Vec::new();
+    let (mut seen_b, mut seen_r) = (false, false);
+    let mut con_const = vec![0.0; h.cons];
+    let mut obj_sense: Option<Sense> = None;
+    let e =
+        |t: &dyn Fn() -> String, m: &dyn std::fmt::Display| NlError { place: t(), message: m.to_string() };
+    loop {
+        let place = t.place();
+        let Some(seg) = t.next_char() else { break };
+        let at = || place.clone();
+        let idx = |t: &mut dyn TokensDyn, n: usize, what: &str| -> Result<usize, String> {
+            let i = t.int_dyn()?;
+            usize::try_from(i)
+                .ok()
+                .filter(|&i| i < n)
+                .ok_or_else(|| format!("{what} index {i} out of range (0..{n})"))
+        };
+        match seg {
+            b'C' => {
+                let i = idx(t, h.cons, "constraint").map_err(|m| e(&at, &m))?;
+                t.end_line();
+                con_const[i] = constant_expr(t).map_err(|m| e(&at, &format!("constraint {i}: {m}")))?;
+            }
+            b'O' => {
+                let i = idx(t, h.objs, "objective").map_err(|m| e(&at, &m))?;
+                let kind = t.int().map_err(|m| e(&at, &m))?;
+                t.end_line();
+                let c = constant_expr(t).map_err(|m| e(&at, &format!("objective {i}: {m}")))?;
+                if i == 0 {
+                    obj_sense = Some(if kind != 0 { Sense::Maximize } else { Sense::Minimize });
+                    m.offset = c;
+                }
+            }
+            b'V' | b'F' | b'L' => {
+                return Err(e(&at, &format!("segment `{}`: defined variables, functions and logical constraints are not supported", seg as char)));
+            }
+            b'S' => {
+                let kind = t.int().map_err(|m| e(&at, &m))?;
+                let n = t.int().map_err(|m| e(&at, &m))?;
+                let _name = t.name().map_err(|m| e(&at, &m))?;
+                t.end_line();
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n <= h.vars.max(h.cons).max(h.objs).max(1))
+                    .ok_or_else(|| e(&at, &"suffix with an impossible number of values"))?;
+                for _ in 0..n {
+                    t.int().map_err(|m| e(&at, &m))?;
+                    if kind & 4 != 0 {
+                        t.float().map_err(|m| e(&at, &m))?;
+                    } else {
+                        t.int().map_err(|m| e(&at, &m))?;
+                    }
+                    t.end_line();
+                }
+            }
+            b'd' | b'x' => {
+                let n = h.vars.max(h.cons);
+                let k = t.int().map_err(|m| e(&at, &m))?;
+                t.end_line();
+                let k = usize::try_from(k)
+                    .ok()
+                    .filter(|&k| k <= n)
+                    .ok_or_else(|| e(&at, &"too many initial values"))?;
+                for _ in 0..k {
+                    let lim = if seg == b'x' { h.vars } else { h.cons };
+                    let j = idx(t, lim, "initial value").map_err(|m| e(&at, &m))?;
+                    let v = t.float().map_err(|m| e(&at, &m))?;
+                    t.end_line();
+                    if seg == b'x' {
+                        initial.push((j, v));
+                    }
+                }
+            }
+            b'r' => {
+                t.end_line();
+                seen_r = true;
+                for i in 0..h.cons {
+                    let (lo, up) =
+                        bounds(t).map_err(|m| e(&|| t.place(), &format!("constraint {i}: {m}")))?;
+                    m.rows[i].lower = lo;
+                    m.rows[i].upper = up;
+                }
+            }
+            b'b' => {
+                t.end_line();
+                seen_b = true;
+                for j in 0..h.vars {
+                    let (lo, up) = bounds(t).map_err(|m| e(&|| t.place(), &format!("variable {j}: {m}")))?;
+                    let c = &mut m.cols[j];
+                    // A binary keeps its [0, 1] domain inside whatever bounds are written.
+                    let (l0, u0) = if is_binary(j) { (0.0, 1.0) } else { (f64::NEG_INFINITY, f64::INFINITY) };
+                    c.lower = lo.max(l0);
+                    c.upper = up.min(u0);
+                }
+            }
+            b'k' | b'K' => {
+                let n = t.int().map_err(|m| e(&at, &m))?;
+                t.end_line();
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n <= h.vars)
+                    .ok_or_else(|| e(&at, &"column-count segment longer than the variables"))?;
+                for _ in 0..n {
+                    t.int().map_err(|m| e(&at, &m))?;
+                    t.end_line();
+                }
+            }
+            b'J' | b'G' => {
+                let (n, what) = if seg == b'J' { (h.cons, "constraint") } else { (h.objs, "objective") };
+                let i = idx(t, n, what).map_err(|m| e(&at, &m))?;
+                let k = t.int().map_err(|m| e(&at, &m))?;
+                t.end_line();
+                let k = usize::try_from(k)
+                    .ok()
+                    .filter(|&k| k <= h.vars)
+                    .ok_or_else(|| e(&at, &format!("{what} {i} has more terms than variables")))?;
+                for _ in 0..k {
+                    let j = idx(t, h.vars, "variable").map_err(|m| e(&|| t.place(), &m))?;
+                    let v = t.float().map_err(|m| e(&|| t.place(), &m))?;
+                    t.end_line();
+                    if !v.is_finite() {
+                        return Err(e(
+                            &|| t.place(),
+                            &format!("{what} {i}: coefficient of variable {j} is not finite"),
+                        ));
+                    }
+                    if seg == b'J' {
+                        m.rows[i].coefs.push((j as u32, v));
+                    } else if i == 0 {
+                        m.cols[j].cost += v;
+                    }
+                }
+            }
+            other => {
+                return Err(e(&at, &format!("unknown segment `{}`", (other as char).escape_default())));
+            }
+        }
+    }
+    if h.vars > 0 && !seen_b {
+        return Err(NlError {
+            place: t.place(),
+            message: "the variable bounds segment `b` is missing".into(),
+        });
+    }
+    if h.cons > 0 && !seen_r {
+        return Err(NlError {
+            place: t.place(),
+            message: "the constraint bounds segment `r` is missing".into(),
+        });
+    }
+    // A constant in a constraint body moves to its bounds.
+    for (row, c) in m.rows.iter_mut().zip(con_const) {
+        row.lower -= c;
+        row.upper -= c;
+    }
+    // Merge repeated entries of one column in one row.
+    for row in &mut m.rows {
+        row.coefs.sort_by_key(|&(j, _)| j);
+        row.coefs.dedup_by(|b, a| {
+            if a.0 == b.0 {
+                a.1 += b.1;
+                true
+            } else {
+                false
+            }
+        });
+    }
+    m.sense = obj_sense.unwrap_or(Sense::Minimize);
+    Ok((m, initial))
+}
+
+/// Object-safe access used by the index helper.
+trait TokensDyn {
+    fn int_dyn(&mut self) -> Result<i64, String>;
+}
+
+impl<T: Tokens + ?Sized> TokensDyn for T {
+    fn int_dyn(&mut self) -> Result<i64, String> {
+        self.int()
+    }
+}
+
+/// One `r`/`b` line: a type digit and its numbers.
+fn bounds(t: &mut impl Tokens) -> Result<(f64, f64), String> {
+    let kind = t.next_char().ok_or("unexpected end of file in a bounds segment")?;
+    let r = match kind {
+        b'0' => (t.float()?, t.float()?),
+        b'1' => (f64::NEG_INFINITY, t.float()?),
+        b'2' => (t.float()?, f64::INFINITY),
+        b'3' => (f64::NEG_INFINITY, f64::INFINITY),
+        b'4' => {
+            let v = t.float()?;
+            (v, v)
+        }
+        b'5' => return Err("complementarity constraints are not supported".into()),
+        other => {
+            return Err(format!("expected a bound type 0-5, found `{}`", (other as char).escape_default()))
+        }
+    };
+    t.end_line();
+    Ok(r)
+}
+
+/// The body of a `C` or `O` segment, which must be a constant for a linear model.
+fn constant_expr(t: &mut impl Tokens) -> Result<f64, String> {
+    let code = t.next_char().ok_or("unexpected end of file in an expression")?;
+    let v = match code {
+        b'n' => t.float()?,
+        b's' | b'l' => t.int()? as f64,
+        b'o' | b'v' | b'f' => {
+            return Err("nonlinear expression; meshsolve solves linear and mixed-integer programs".into())
+        }
+        other => return Err(format!("expected an expression, found `{}`", (other as char).escape_default())),
+    };
+    t.end_line();
+    if !v.is_finite() {
+        return Err("constant is not finite".into());
+    }
+    Ok(v)
+}
+
+/// Writes `p` in the binary NL encoding (little endian): the converter the
+/// tests use to check the binary reader on files Pyomo wrote as text.
+///
+/// # Errors
+/// When writing to `out` fails.
+pub fn write_binary(p: &NlProblem, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let m = &p.model;
+    let nbin = m.cols.iter().filter(|c| c.integer && c.lower >= 0.0 && c.upper <= 1.0).count();
+    let nint = m.num_integers() - nbin;
+    // Column order must put continuous first, then binary, then integer; the
+    // converter is for files whose order already is that (as Pyomo writes them).
+    let opts: Vec<String> = p.options.iter().map(|o| o.to_string()).collect();
+    writeln!(out, "b{} {}", p.options.len(), opts.join(" "))?;
+    let nobj = usize::from(!m.cols.is_empty() || m.offset != 0.0).max(p.objectives.min(1));
+    let eqns = m.rows.iter().filter(|r| r.lower == r.upper).count();
+    let ranges =
+        m.rows.iter().filter(|r| r.lower != r.upper && r.lower.is_finite() && r.upper.is_finite()).count();
+    writeln!(out, " {} {} {} {} {}", m.cols.len(), m.rows.len(), nobj, ranges, eqns)?;
+    writeln!(out, " 0 0")?;
+    writeln!(out, " 0 0")?;
+    writeln!(out, " 0 0 0")?;
+    writeln!(out, " 0 0 1 1")?;
+    writeln!(out, " {nbin} {nint} 0 0 0")?;
+    writeln!(out, " {} {}", m.nnz(), m.cols.iter().filter(|c| c.cost != 0.0).count())?;
+    writeln!(out, " 0 0")?;
+    writeln!(out, " 0 0 0 0 0")?;
+    let int = |out: &mut dyn std::io::Write, v: i64| out.write_all(&(v as i32).to_le_bytes());
+    let dbl = |out: &mut dyn std::io::Write, v: f64| out.write_all(&v.to_le_bytes());
+    for i in 0..m.rows.len() {
+        out.write_all(b"C")?;
+        int(out, i as i64)?;
+        out.write_all(b"n")?;
+        dbl(out, 0.0)?;
+    }
+    if nobj > 0 {
+        out.write_all(b"O")?;
+        int(out, 0)?;
+        int(out, i64::from(m.sense == Sense::Maximize))?;
+        out.write_all(b"n")?;
+        dbl(out, m.offset)?;
+    }
+    let bound = |out: &mut dyn std::io::Write, lo: f64, up: f64| -> std::io::Result<()> {
+        match (lo.is_finite(), up.is_finite()) {
+            _ if lo == up => {
+                out.write_all(b"4")?;
+                out.write_all(&lo.to_le_bytes())
+            }
+            (true, true) => {
+                out.write_all(b"0")?;
+                out.write_all(&lo.to_le_bytes())?;
+                out.write_all(&up.to_le_bytes())
+            }
+            (false, true) => {
+                out.write_all(b"1")?;
+                out.write_all(&up.to_le_bytes())
+            }
+            (true, false) => {
+                out.write_all(b"2")?;
+                out.write_all(&lo.to_le_bytes())
+            }
+            (false, false) => out.write_all(b"3"),
+        }
+    };
+    out.write_all(b"r")?;
+    for r in &m.rows {
+        bound(out, r.lower, r.upper)?;
+    }
+    out.write_all(b"b")?;
+    for c in &m.cols {
+        bound(out, c.lower, c.upper)?;
+    }
+    for (i, r) in m.rows.iter().enumerate() {
+        if r.coefs.is_empty() {
+            continue;
+        }
+        out.write_all(b"J")?;
+        int(out, i as i64)?;
+        int(out, r.coefs.len() as i64)?;
+        for &(j, v) in &r.coefs {
+            int(out, j as i64)?;
+            dbl(out, v)?;
+        }
+    }
+    let g: Vec<(usize, f64)> =
+        m.cols.iter().enumerate().filter(|(_, c)| c.cost != 0.0).map(|(j, c)| (j, c.cost)).collect();
+    if nobj > 0 && !g.is_empty() {
+        out.write_all(b"G")?;
+        int(out, 0)?;
+        int(out, g.len() as i64)?;
+        for (j, v) in g {
+            int(out, j as i64)?;
+            dbl(out, v)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A knapsack as Pyomo writes it (4 binaries, one constraint, maximise).
+    const KNAPSACK: &str = "g3 1 1 0\t# problem unknown
+ 4 1 1 0 0 \t# vars, constraints, objectives, ranges, eqns
+ 0 0 0 0 0 0\t# nonlinear constrs, objs; ccons: lin, nonlin, nd, nzlb
+ 0 0\t# network constraints: nonlinear, linear
+ 0 0 0 \t# nonlinear vars in constraints, objectives, both
+ 0 0 0 1\t# linear network variables; functions; arith, flags
+ 4 0 0 0 0 \t# discrete variables: binary, integer, nonlinear (b,c,o)
+ 4 4 \t# nonzeros in Jacobian, obj. gradient
+ 0 0\t# max name lengths: constraints, variables
+ 0 0 0 0 0\t# common exprs: b,c,o,c1,o1
+C0
+n0
+O0 1
+n0
+x0
+r
+1 14
+b
+0 0 1
+0 0 1
+0 0 1
+0 0 1
+k3
+1
+2
+3
+J0 4
+0 5
+1 7
+2 4
+3 3
+G0 4
+0 8
+1 11
+2 6
+3 4
+";
+
+    #[test]
+    fn reads_pyomo_text_and_its_binary_twin() {
+        let p = read(KNAPSACK.as_bytes(), "ks").unwrap();
+        assert!(!p.binary);
+        assert_eq!(p.options, vec![1, 1, 0]);
+        let m = &p.model;
+        assert_eq!((m.cols.len(), m.rows.len(), m.num_integers()), (4, 1, 4));
+        assert_eq!(m.sense, Sense::Maximize);
+        assert_eq!(m.rows[0].upper, 14.0);
+        assert_eq!(m.cols[1].cost, 11.0);
+        assert!(m.cols.iter().all(|c| c.lower == 0.0 && c.upper == 1.0));
+        let mut bin = Vec::new();
+        write_binary(&p, &mut bin).unwrap();
+        let q = read(&bin, "ks").unwrap();
+        assert!(q.binary);
+        assert_eq!(q.model, p.model);
+    }
+
+    #[test]
+    fn garbage_and_nonlinear_inputs_are_errors_with_a_place() {
+        assert!(read(b"", "x").unwrap_err().message.contains("header"));
+        assert!(read(b"hello\n", "x").is_err());
+        let nonlinear = KNAPSACK.replace(" 0 0 0 0 0 0\t# nonlinear", " 1 0 0 0 0 0\t# nonlinear");
+        assert!(read(nonlinear.as_bytes(), "x").unwrap_err().message.contains("nonlinear"));
+        let bad_index = KNAPSACK.replace("J0 4\n0 5", "J0 4\n9 5");
+        let e = read(bad_index.as_bytes(), "x").unwrap_err();
+        assert!(e.message.contains("out of range") && e.place.starts_with("line"), "{e}");
+        let expr = KNAPSACK.replace("O0 1\nn0", "O0 1\no2\nv0\nv1");
+        assert!(read(expr.as_bytes(), "x").unwrap_err().message.contains("nonlinear"));
+        let huge = KNAPSACK.replace(" 4 1 1 0 0 \t# vars", " 2000000000 1 1 0 0 \t# vars");
+        assert!(read(huge.as_bytes(), "x").is_err());
+        let truncated = &KNAPSACK[..KNAPSACK.len() - 20];
+        assert!(read(truncated.as_bytes(), "x").is_err());
+        // Every prefix and every single-byte corruption: an error or a model, never a panic.
+        for n in 0..KNAPSACK.len() {
+            let _ = read(&KNAPSACK.as_bytes()[..n], "x");
+            let mut b = KNAPSACK.as_bytes().to_vec();
+            b[n] = b[n].wrapping_add(7);
+            let _ = read(&b, "x");
+        }
+    }
+}
