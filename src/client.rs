@@ -158,6 +158,8 @@ pub struct Mesh {
     relayed: Mutex<std::collections::HashSet<String>>,
     /// Workers that stopped answering, and since when (cleared by a new advert).
     lost: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Busy slots each worker reported in its last status answer.
+    observed: Mutex<HashMap<String, u32>>,
     /// Where workers come from (mDNS, the name server); `None` with static workers.
     discovery: Option<Discoveries>,
     /// Stops the tracking task.
@@ -227,6 +229,7 @@ impl Mesh {
             ns_conns: ConnCache::default(),
             relayed: Mutex::new(Default::default()),
             lost,
+            observed: Mutex::new(HashMap::new()),
             discovery,
             cancel,
             tasks,
@@ -470,7 +473,17 @@ impl Mesh {
     /// # Errors
     /// [`ClientError::Connect`] when the worker cannot be reached or does not answer in 5 s.
     pub async fn status(&self, ad: &WorkerAd) -> Result<WorkerStatus, ClientError> {
-        self.control(ad, &Request::Status, "status request").await
+        let st: WorkerStatus = self.control(ad, &Request::Status, "status request").await?;
+        if let Ok(mut o) = self.observed.lock() {
+            o.insert(ad.instance.clone(), st.busy);
+        }
+        Ok(st)
+    }
+
+    /// Busy slots `instance` reported in its last status answer (0 if never asked):
+    /// a hint for spreading jobs from independent clients.
+    pub fn observed_load(&self, instance: &str) -> u32 {
+        self.observed.lock().ok().and_then(|o| o.get(instance).copied()).unwrap_or(0)
     }
 
     /// Asks a worker to exit.

@@ -324,8 +324,12 @@ struct Actor {
     closing: Option<oneshot::Sender<()>>,
 }
 
-fn capacity(ad: &WorkerAd) -> Capacity {
-    Capacity { slots: ad.slots, solvers: ad.solvers.iter().map(|s| (s.name.clone(), s.slots)).collect() }
+fn capacity(ad: &WorkerAd, load: u32) -> Capacity {
+    Capacity {
+        slots: ad.slots,
+        solvers: ad.solvers.iter().map(|s| (s.name.clone(), s.slots)).collect(),
+        load,
+    }
 }
 
 impl Actor {
@@ -460,7 +464,7 @@ impl Actor {
                 debug!(worker = %name, "worker joins the queue");
                 let _ = self.events.send(Event::WorkerUp(name.clone()));
             }
-            self.sched.worker_up(name, capacity(ad));
+            self.sched.worker_up(name, capacity(ad, self.mesh.observed_load(name)));
         }
         for name in known {
             if !visible.contains_key(&name) && !self.dead.contains_key(&name) {

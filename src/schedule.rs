@@ -15,6 +15,9 @@ pub struct Capacity {
     pub slots: u32,
     /// `(solver, slots)` best first; a solver's count never exceeds `slots`.
     pub solvers: Vec<(String, u32)>,
+    /// Slots other clients were last seen using there: only a tie-break between
+    /// workers this scheduler sees as equally free (it never blocks a placement).
+    pub load: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +112,9 @@ pub struct Scheduler {
     queue: VecDeque<JobId>,
     workers: BTreeMap<String, WorkerState>,
     max_attempts: u32,
+    /// Orders otherwise equal workers differently in each scheduler, so that
+    /// independent clients placing one job each do not all pick the same one.
+    salt: std::collections::hash_map::RandomState,
 }
 
 /// One placement decision.
@@ -130,6 +136,7 @@ impl Scheduler {
             queue: VecDeque::new(),
             workers: BTreeMap::new(),
             max_attempts: max_attempts.max(1),
+            salt: std::collections::hash_map::RandomState::new(),
         }
     }
 
@@ -205,7 +212,7 @@ impl Scheduler {
 
     fn place(&self, id: JobId) -> Option<(String, String)> {
         let job = &self.jobs[id];
-        let mut best: Option<(bool, u32, &String, String)> = None;
+        let mut best: Option<((bool, u32, std::cmp::Reverse<u32>, u64), &String, String)> = None;
         for (name, w) in &self.workers {
             if w.draining {
                 continue;
@@ -221,17 +228,20 @@ impl Scheduler {
             if free == 0 {
                 continue;
             }
-            // Prefer workers this job has not failed on, then the most free slots.
+            // Prefer workers this job has not failed on, then the most free slots,
+            // then the least load seen from other clients, then this scheduler's own order.
             let fresh = !job.failed_on.contains(name);
-            let better = match &best {
-                None => true,
-                Some((bf, bfree, _, _)) => (fresh, free) > (*bf, *bfree),
-            };
-            if better {
-                best = Some((fresh, free, name, solver));
+            let key = (
+                fresh,
+                free,
+                std::cmp::Reverse(w.cap.load),
+                std::hash::BuildHasher::hash_one(&self.salt, name),
+            );
+            if best.as_ref().is_none_or(|(k, _, _)| key > *k) {
+                best = Some((key, name, solver));
             }
         }
-        best.map(|(_, _, n, s)| (n.clone(), s))
+        best.map(|(_, n, s)| (n.clone(), s))
     }
 
     /// Records how a running job ended. Returns its new state.
@@ -352,7 +362,7 @@ mod tests {
     use super::*;
 
     fn cap(slots: u32, solvers: &[(&str, u32)]) -> Capacity {
-        Capacity { slots, solvers: solvers.iter().map(|(n, s)| (n.to_string(), *s)).collect() }
+        Capacity { slots, solvers: solvers.iter().map(|(n, s)| (n.to_string(), *s)).collect(), load: 0 }
     }
 
     #[test]

@@ -85,7 +85,7 @@ fn parse_solver_slots(s: &str) -> Result<(String, u32), String> {
 }
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some(solver::process::CHILD_FLAG) {
+    if std::env::args_os().nth(1).is_some_and(|a| a == solver::process::CHILD_FLAG) {
         return ExitCode::from(solver::process::child_main() as u8);
     }
     let opts = Opts::parse();

@@ -246,6 +246,12 @@ pub fn peek_header(data: &[u8]) -> Option<(Vec<i64>, usize, usize)> {
 /// [`NlError`] naming the line or byte for malformed input, and saying so for
 /// nonlinear expressions, logical constraints or imported functions.
 pub fn read(data: &[u8], name: &str) -> Result<NlProblem, NlError> {
+    if !matches!(data.first(), Some(b'g' | b'b')) {
+        return Err(err(
+            "line 1".into(),
+            "not an NL file: the first line must start with `g` (text) or `b` (binary)",
+        ));
+    }
     // The ten header lines are text in both encodings.
     let mut lines = Vec::with_capacity(10);
     let mut pos = 0;
@@ -739,7 +745,8 @@ G0 4
 
     #[test]
     fn garbage_and_nonlinear_inputs_are_errors_with_a_place() {
-        assert!(read(b"", "x").unwrap_err().message.contains("header"));
+        assert!(read(b"", "x").unwrap_err().message.contains("not an NL file"));
+        assert!(read(b"g3 1 1 0\n", "x").unwrap_err().message.contains("header"));
         assert!(read(b"hello\n", "x").is_err());
         let nonlinear = KNAPSACK.replace(" 0 0 0 0 0 0\t# nonlinear", " 1 0 0 0 0 0\t# nonlinear");
         assert!(read(nonlinear.as_bytes(), "x").unwrap_err().message.contains("nonlinear"));

@@ -313,6 +313,7 @@ impl Queue {
                 let cap = Capacity {
                     slots: w.slots,
                     solvers: w.solvers.iter().map(|s| (s.name.clone(), s.slots)).collect(),
+                    load: 0,
                 };
                 lane.sched.worker_up(&w.instance, cap);
             }

@@ -116,16 +116,24 @@ pub async fn run(
         let (a, b) = tokio::join!(out_r.read_to_end(&mut out), err_r.read_to_end(&mut err));
         a?;
         b?;
-        let status = child.wait().await?;
-        Ok::<_, std::io::Error>((status, out, err))
+        Ok::<_, std::io::Error>((out, err))
     };
-    let deadline =
-        req.options.time_limit.map(|t| Duration::from_secs_f64(t * 1.1 + 5.0)).unwrap_or(Duration::MAX / 4);
-    let (status, out, err) = tokio::select! {
-        r = io => r?,
-        _ = cancel.cancelled() => { kill(); return Err(RunError::Cancelled) }
-        _ = tokio::time::sleep(deadline) => { kill(); return Err(RunError::Overran(deadline.as_secs_f64())) }
+    let deadline = req
+        .options
+        .time_limit
+        .and_then(|t| Duration::try_from_secs_f64(t * 1.1 + 5.0).ok())
+        .unwrap_or(Duration::MAX / 4);
+    let ended = tokio::select! {
+        r = io => Ok(r?),
+        _ = cancel.cancelled() => Err(RunError::Cancelled),
+        _ = tokio::time::sleep(deadline) => Err(RunError::Overran(deadline.as_secs_f64())),
     };
+    if ended.is_err() {
+        kill();
+    }
+    // Reap it (a killed child dies at once), so no zombie is left behind.
+    let status = child.wait().await?;
+    let (out, err) = ended?;
     // The solver may have left grandchildren (it should not): clear the group anyway.
     kill();
     if !status.success() {

@@ -18,6 +18,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration ({e}); {hint}"))
 }
 
+/// Writes a line to stderr; a closed pipe is ignored (a reader that went away
+/// must never stop a process from stopping, nor panic it).
+pub fn stderr_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
+
+/// Writes a line to stdout; a closed pipe is ignored.
+#[allow(dead_code)] // Only meshsolve's drop-in dialects print results this way.
+pub fn stdout_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{args}");
+}
+
 /// A command-line mistake: the message says what to type instead; exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -47,10 +61,10 @@ pub fn on_signals(token: CancellationToken, who: &'static str) -> AbortOnDropHan
             return;
         };
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-        eprintln!("{who}: stopping (press Ctrl-C again to exit at once)");
+        stderr_line(format_args!("{who}: stopping (press Ctrl-C again to exit at once)"));
         token.cancel();
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-        eprintln!("{who}: exiting now");
+        stderr_line(format_args!("{who}: exiting now"));
         std::process::exit(130);
     }))
 }

@@ -98,7 +98,9 @@ pub(crate) fn run(args: &[String]) -> u8 {
         }
     }
     let Some(stub) = stub else {
-        eprintln!("meshsolve: -AMPL needs the stub of an .nl file: meshsolve STUB.nl -AMPL [key=value ...]");
+        crate::cli::stderr_line(format_args!(
+            "meshsolve: -AMPL needs the stub of an .nl file: meshsolve STUB.nl -AMPL [key=value ...]"
+        ));
         return 2;
     };
     let base = stub.strip_suffix(".nl").unwrap_or(stub);
@@ -107,7 +109,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
     let data = match std::fs::read(&nl_path) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("meshsolve: cannot read {}: {e}", nl_path.display());
+            crate::cli::stderr_line(format_args!("meshsolve: cannot read {}: {e}", nl_path.display()));
             return 1;
         }
     };
@@ -125,7 +127,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("meshsolve: cannot start: {e}");
+            crate::cli::stderr_line(format_args!("meshsolve: cannot start: {e}"));
             return 1;
         }
     };
@@ -139,7 +141,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
                 }
                 _ => "",
             };
-            eprintln!("meshsolve: {f}{hint}");
+            crate::cli::stderr_line(format_args!("meshsolve: {f}{hint}"));
             let code = match f {
                 Failure::NoWorker(_) => code::NO_WORKER,
                 Failure::Interrupted => code::INTERRUPTED,
@@ -159,7 +161,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
 /// the sizes, else only the message and exit 1.
 fn refuse(nl_path: &Path, sol_path: &Path, data: &[u8], why: &str) -> u8 {
     let message = format!("meshsolve: {}: {why}", nl_path.display());
-    eprintln!("{message}");
+    crate::cli::stderr_line(format_args!("{message}"));
     match nl::peek_header(data) {
         Some((options, vars, cons)) => {
             let sol = Sol {
@@ -174,7 +176,10 @@ fn refuse(nl_path: &Path, sol_path: &Path, data: &[u8], why: &str) -> u8 {
             match write_sol(sol_path, &sol) {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("meshsolve: cannot write {}: {e}", sol_path.display());
+                    crate::cli::stderr_line(format_args!(
+                        "meshsolve: cannot write {}: {e}",
+                        sol_path.display()
+                    ));
                     1
                 }
             }
@@ -202,11 +207,11 @@ fn finish(sol_path: &Path, p: &NlProblem, message: &str, answer: Option<Answer>,
     };
     match write_sol(sol_path, &sol) {
         Ok(()) => {
-            println!("{}", message.lines().next().unwrap_or_default());
+            crate::cli::stdout_line(format_args!("{}", message.lines().next().unwrap_or_default()));
             0
         }
         Err(e) => {
-            eprintln!("meshsolve: cannot write {}: {e}", sol_path.display());
+            crate::cli::stderr_line(format_args!("meshsolve: cannot write {}: {e}", sol_path.display()));
             1
         }
     }

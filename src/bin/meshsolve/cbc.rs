@@ -84,28 +84,28 @@ fn parse(args: &[String]) -> Result<CbcCall, String> {
 pub(crate) fn run(args: &[String]) -> u8 {
     if args.len() == 1 && args[0] == "-stop" {
         // The probe some tools make: say who we are, like CBC's banner.
-        println!(
+        crate::cli::stdout_line(format_args!(
             "Welcome to {VERSION_LINE} (CBC command-line dialect)\nVersion: {}",
             env!("CARGO_PKG_VERSION")
-        );
+        ));
         return 0;
     }
     let call = match parse(args) {
         Ok(c) => c,
         Err(m) => {
-            eprintln!("meshsolve: {m}");
+            crate::cli::stderr_line(format_args!("meshsolve: {m}"));
             return 2;
         }
     };
     let (Some(model_path), Some(sol_path)) = (&call.model, &call.solution) else {
-        eprintln!("meshsolve: the CBC dialect needs a model and -solution FILE: meshsolve MODEL.mps -solve -solution OUT.sol");
+        crate::cli::stderr_line(format_args!("meshsolve: the CBC dialect needs a model and -solution FILE: meshsolve MODEL.mps -solve -solution OUT.sol"));
         return 2;
     };
     let format = Format::from_path(model_path).map(|f| f.0);
     let mut model = match model::read_file(model_path, format.or(Some(Format::Mps))) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("meshsolve: {e}");
+            crate::cli::stderr_line(format_args!("meshsolve: {e}"));
             return write(sol_path, &format!("Error - {e}"), None).map_or(1, |_| 0);
         }
     };
@@ -120,7 +120,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
                 temp = Some(dir);
             }
             Err(e) => {
-                eprintln!("meshsolve: cannot write a temporary model: {e}");
+                crate::cli::stderr_line(format_args!("meshsolve: cannot write a temporary model: {e}"));
                 return 1;
             }
         }
@@ -128,7 +128,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("meshsolve: cannot start: {e}");
+            crate::cli::stderr_line(format_args!("meshsolve: cannot start: {e}"));
             return 1;
         }
     };
@@ -144,18 +144,18 @@ pub(crate) fn run(args: &[String]) -> u8 {
             } else {
                 ""
             };
-            eprintln!("meshsolve: {f}{hint}");
+            crate::cli::stderr_line(format_args!("meshsolve: {f}{hint}"));
             (format!("Error - {}", f.to_string().lines().next().unwrap_or_default()), None)
         }
     };
     if let Ok(r) = &outcome {
-        println!("{}: {} on worker {}", VERSION_LINE, status_line, r.worker);
+        crate::cli::stdout_line(format_args!("{}: {} on worker {}", VERSION_LINE, status_line, r.worker));
     }
     match write(sol_path, &status_line, sol) {
         Ok(()) if matches!(outcome, Err(Failure::Interrupted)) => 130,
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("meshsolve: cannot write {}: {e}", sol_path.display());
+            crate::cli::stderr_line(format_args!("meshsolve: cannot write {}: {e}", sol_path.display()));
             1
         }
     }

@@ -100,11 +100,15 @@ pub(crate) async fn solve_one(path: &Path, d: &DropIn) -> Result<JobResult, Fail
             r = mesh.wait_for_workers(d.job.solver.as_deref(), d.wait) => r,
             _ = stop.cancelled() => return Err(Failure::Interrupted),
         };
-        match found {
-            Ok(_) => {}
+        let found = match found {
+            Ok(f) => f,
             Err(e @ ClientError::NoWorkers { .. }) => return Err(Failure::NoWorker(e.to_string())),
             Err(e) => return Err(Failure::Setup(e.to_string())),
-        }
+        };
+        // Many single-model calls run at once (a script's threads): ask each worker
+        // how busy it is, so they spread; this also opens the connection the job uses.
+        let probes = found.iter().map(|ad| tokio::time::timeout(Duration::from_secs(1), mesh.status(ad)));
+        futures_util::future::join_all(probes).await;
         let queue = Queue::new(
             &mesh,
             QueueOptions { max_attempts: 3, patience: d.wait.max(Duration::from_secs(10)) },

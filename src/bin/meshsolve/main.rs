@@ -27,21 +27,19 @@ use meshsolve::solver;
 use crate::args::{Cmd, Opts, Usage};
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some(solver::process::CHILD_FLAG) {
+    if std::env::args_os().nth(1).is_some_and(|a| a == solver::process::CHILD_FLAG) {
         return ExitCode::from(solver::process::child_main() as u8);
-    }
-    // Like other Unix tools, end quietly when the reader of our output goes away (`| head`).
-    // SAFETY: setting a signal disposition at start-up, before any thread exists,
-    // to the default handler (no Rust code runs in it).
-    #[allow(unsafe_code)]
-    unsafe {
-        let _ =
-            nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
     }
     // Modelling tools call solver executables in their own dialects: answer those
     // before clap sees the arguments.
     let raw: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
-    match dropin::sniff(&raw) {
+    let dialect = dropin::sniff(&raw);
+    if matches!(dialect, Some(dropin::Dialect::Ampl | dropin::Dialect::Cbc)) {
+        // A modelling tool's child: if the tool dies (even by SIGKILL), we get
+        // SIGTERM and cancel the remote solve instead of leaving it running.
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    }
+    match dialect {
         Some(dropin::Dialect::Version) => {
             println!("{}", dropin::VERSION_LINE);
             return ExitCode::SUCCESS;
@@ -55,6 +53,15 @@ fn main() -> ExitCode {
             return ExitCode::from(cbc::run(&raw));
         }
         None => {}
+    }
+    // The native command line, like other Unix tools, ends quietly when the reader of
+    // its output goes away (`| head`); the drop-in dialects above never die of it.
+    // SAFETY: setting a signal disposition at start-up, before any thread exists,
+    // to the default handler (no Rust code runs in it).
+    #[allow(unsafe_code)]
+    unsafe {
+        let _ =
+            nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
     }
     let opts = Opts::parse();
     cli::init_tracing(&opts.mesh.log_level);
