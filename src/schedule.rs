@@ -105,6 +105,10 @@ pub enum Outcome {
     Fatal(String),
 }
 
+/// How a worker ranks for a job: not failed on it before, free slots, least
+/// load seen from others, then a per-scheduler order (higher is better).
+type PlaceKey = (bool, u32, std::cmp::Reverse<u32>, u64);
+
 /// The batch scheduler.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -212,7 +216,7 @@ impl Scheduler {
 
     fn place(&self, id: JobId) -> Option<(String, String)> {
         let job = &self.jobs[id];
-        let mut best: Option<((bool, u32, std::cmp::Reverse<u32>, u64), &String, String)> = None;
+        let mut best: Option<(PlaceKey, &String, String)> = None;
         for (name, w) in &self.workers {
             if w.draining {
                 continue;
