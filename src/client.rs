@@ -376,8 +376,7 @@ impl Mesh {
         let relay_only = self.cfg.via_name_server
             || self.relayed.lock().map(|r| r.contains(&ad.instance)).unwrap_or(false);
         if !relay_only || ad.relay.is_none() {
-            let patience =
-                if ad.relay.is_some() { Duration::from_millis(1500) } else { Duration::from_secs(5) };
+            let patience = if ad.relay.is_some() { Duration::from_secs(3) } else { Duration::from_secs(5) };
             match self.connection(ad, patience).await {
                 Ok((conn, addr)) => {
                     let (send, recv) = conn

@@ -67,10 +67,12 @@ pub struct Model {
     pub cols: Vec<Column>,
     /// Constraints, in file order.
     pub rows: Vec<Row>,
-    /// Diagonal quadratic objective terms `(column, q)` adding `q/2 * x²`; only
-    /// progressive hedging builds these, for solvers that take a QP.
+    /// Quadratic objective terms `(i, j, q)` with `i ≤ j`: the upper triangle of a
+    /// symmetric Q in `½ xᵀQx`, so `(j, j, q)` adds `q/2 · x_j²` and `(i, j, q)`
+    /// with `i < j` adds `q · x_i x_j`. Solvers that take a QP read them (MPS
+    /// `QUADOBJ`); progressive hedging builds diagonal ones.
     #[serde(default)]
-    pub quad: Vec<(u32, f64)>,
+    pub quad: Vec<(u32, u32, f64)>,
 }
 
 impl Model {
@@ -100,7 +102,18 @@ impl Model {
     pub fn objective_of(&self, x: &[f64]) -> f64 {
         self.offset
             + self.cols.iter().zip(x).map(|(c, v)| c.cost * v).sum::<f64>()
-            + self.quad.iter().map(|&(j, q)| 0.5 * q * x[j as usize] * x[j as usize]).sum::<f64>()
+            + self
+                .quad
+                .iter()
+                .map(|&(i, j, q)| {
+                    let (xi, xj) = (x[i as usize], x[j as usize]);
+                    if i == j {
+                        0.5 * q * xi * xi
+                    } else {
+                        q * xi * xj
+                    }
+                })
+                .sum::<f64>()
     }
 
     /// Writes the model in free MPS; readers of this crate and every common solver take it.
@@ -189,6 +202,12 @@ impl Model {
                         writeln!(out, " PL bnd {}", c.name)?;
                     }
                 }
+            }
+        }
+        if !self.quad.is_empty() {
+            writeln!(out, "QUADOBJ")?;
+            for &(i, j, q) in &self.quad {
+                writeln!(out, "    {} {} {q:e}", self.cols[i as usize].name, self.cols[j as usize].name)?;
             }
         }
         writeln!(out, "ENDATA")

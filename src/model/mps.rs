@@ -15,6 +15,8 @@ enum Section {
     Rhs,
     Ranges,
     Bounds,
+    QuadObj,
+    QMatrix,
     End,
 }
 
@@ -89,12 +91,14 @@ pub(crate) fn read(stream: impl BufRead, default_name: &str) -> Result<Model, St
                 "RHS" => Section::Rhs,
                 "RANGES" => Section::Ranges,
                 "BOUNDS" => Section::Bounds,
+                "QUADOBJ" => Section::QuadObj,
+                "QMATRIX" => Section::QMatrix,
                 "ENDATA" => Section::End,
                 "OBJNAME" => Section::Name,
                 other => {
                     return Err(syntax(ln,
                         format!(
-                            "unknown MPS section `{other}`; expected NAME, ROWS, COLUMNS, RHS, RANGES, BOUNDS or ENDATA (data lines must start with a blank)"
+                            "unknown MPS section `{other}`; expected NAME, ROWS, COLUMNS, RHS, RANGES, BOUNDS, QUADOBJ or ENDATA (data lines must start with a blank)"
                         )))
                 }
             };
@@ -110,6 +114,8 @@ pub(crate) fn read(stream: impl BufRead, default_name: &str) -> Result<Model, St
             Section::Rhs => b.rhs(&fields, ln)?,
             Section::Ranges => b.ranges(&fields, ln)?,
             Section::Bounds => b.bounds(&fields, ln)?,
+            Section::QuadObj => b.quad(&fields, ln, false)?,
+            Section::QMatrix => b.quad(&fields, ln, true)?,
             Section::None | Section::Name => {
                 return Err(syntax(ln, "data line before the ROWS section; is this an MPS file?"))
             }
@@ -258,6 +264,30 @@ impl Builder {
                 None => return perr(ln, format!("RANGES for row `{}`, which ROWS does not define", pair[0])),
             }
         }
+        Ok(())
+    }
+
+    /// A `QUADOBJ` line (upper triangle) or a `QMATRIX` line (both triangles:
+    /// only the upper one is kept).
+    fn quad(&mut self, f: &[&str], ln: usize, full: bool) -> ParseResult<()> {
+        if f.len() != 3 {
+            return perr(ln, "quadratic objective line needs two columns and a value");
+        }
+        let col = |n: &str| -> ParseResult<u32> {
+            self.col_names.get(n).map_or_else(
+                || perr(ln, format!("quadratic term on column `{n}`, which COLUMNS does not define")),
+                Ok,
+            )
+        };
+        let (a, b) = (col(f[0])?, col(f[1])?);
+        let v = number(f[2], ln, "a quadratic coefficient")?;
+        if !v.is_finite() {
+            return perr(ln, "quadratic coefficient out of range");
+        }
+        if full && a > b {
+            return Ok(());
+        }
+        self.model.quad.push((a.min(b), a.max(b), v));
         Ok(())
     }
 

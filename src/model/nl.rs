@@ -41,7 +41,6 @@ struct Header {
     cons: usize,
     objs: usize,
     nl_cons: usize,
-    nl_objs: usize,
     logical_cons: usize,
     nlvc: usize,
     nlvo: usize,
@@ -49,6 +48,7 @@ struct Header {
     funcs: usize,
     nbv: usize,
     niv: usize,
+    nlvoi: usize,
     common_exprs: usize,
 }
 
@@ -104,6 +104,7 @@ impl Tokens for Text<'_> {
                     self.pos += 1;
                     self.line += 1;
                 }
+                Some(b'#') => self.end_line(),
                 Some(&c) => {
                     self.pos += 1;
                     return Some(c);
@@ -240,6 +241,21 @@ pub fn peek_header(data: &[u8]) -> Option<(Vec<i64>, usize, usize)> {
     Some((options, vars, cons))
 }
 
+/// [`read`] on a thread with a stack large enough for [`MAX_DEPTH`] levels of
+/// expression nesting.
+///
+/// # Errors
+/// As [`read`]; also when the thread cannot be started.
+pub fn read_on_big_stack(data: Vec<u8>, name: String) -> Result<NlProblem, NlError> {
+    std::thread::Builder::new()
+        .name("nl-reader".into())
+        .stack_size(512 << 20)
+        .spawn(move || read(&data, &name))
+        .map_err(|e| err("reader".into(), format!("cannot start the reader: {e}")))?
+        .join()
+        .unwrap_or_else(|_| Err(err("reader".into(), "the reader failed")))
+}
+
 /// Reads an NL file held in memory.
 ///
 /// # Errors
@@ -292,23 +308,23 @@ pub fn read(data: &[u8], name: &str) -> Result<NlProblem, NlError> {
             objs: count(&nums[0], 2, "the objective count", limit)?,
             logical_cons: count(&nums[0], 5, "the logical constraint count", limit)?,
             nl_cons: count(&nums[1], 0, "the nonlinear constraint count", limit)?,
-            nl_objs: count(&nums[1], 1, "the nonlinear objective count", limit)?,
             nlvc: count(&nums[3], 0, "nonlinear variables in constraints", limit)?,
             nlvo: count(&nums[3], 1, "nonlinear variables in objectives", limit)?,
             nlvb: count(&nums[3], 2, "nonlinear variables in both", limit)?,
             funcs: count(&nums[4], 1, "the function count", limit)?,
             nbv: count(&nums[5], 0, "binary variables", limit)?,
             niv: count(&nums[5], 1, "integer variables", limit)?,
+            nlvoi: count(&nums[5], 4, "nonlinear integer variables in objectives", limit)?,
             common_exprs: nums[8].iter().map(|&x| x.max(0) as usize).sum(),
         })
     })()
     .map_err(|m| err("header".into(), m))?;
-    if h.nl_cons + h.nl_objs > 0 || h.nlvc + h.nlvo + h.nlvb > 0 {
+    if h.nl_cons > 0 || h.nlvc > 0 || h.nlvb > 0 {
         return Err(err(
             "header".into(),
             format!(
-                "the model is nonlinear ({} nonlinear constraints, {} nonlinear objectives); meshsolve solves linear and mixed-integer programs",
-                h.nl_cons, h.nl_objs
+                "the model has {} nonlinear constraints; meshsolve solves linear and mixed-integer programs (with a linear or quadratic objective)",
+                h.nl_cons.max(1)
             ),
         ));
     }
@@ -344,18 +360,18 @@ pub fn read(data: &[u8], name: &str) -> Result<NlProblem, NlError> {
 
 fn segments(t: &mut impl Tokens, h: &Header, name: &str) -> Result<(Model, Vec<(usize, f64)>), NlError> {
     let mut m = Model::new(name);
-    // Linear models (nonlinear ones are refused): continuous, then binary, then integer.
-    let first_binary = h.vars.saturating_sub(h.nbv + h.niv);
+    // Gay's variable order; nonlinear constraints are refused, so only the
+    // objective's nonlinear variables (continuous, then integer) come first, then
+    // the linear ones: continuous, binary, integer.
+    let nl_obj_only = h.nlvo;
+    let nl_int_from = nl_obj_only.saturating_sub(h.nlvoi);
+    let first_binary = h.vars.saturating_sub(h.nbv + h.niv).max(nl_obj_only);
     let is_binary = |j: usize| j >= first_binary && j < first_binary + h.nbv;
     for j in 0..h.vars {
-        m.cols.push(Column {
-            name: format!("x{j}"),
-            lower: 0.0,
-            upper: f64::INFINITY,
-            cost: 0.0,
-            integer: j >= first_binary,
-        });
+        let integer = if j < nl_obj_only { j >= nl_int_from } else { j >= first_binary };
+        m.cols.push(Column { name: format!("x{j}"), lower: 0.0, upper: f64::INFINITY, cost: 0.0, integer });
     }
+    let mut objective_poly = Poly::default();
     for i in 0..h.cons {
         m.rows.push(Row {
             name: format!("c{i}"),
@@ -385,16 +401,20 @@ fn segments(t: &mut impl Tokens, h: &Header, name: &str) -> Result<(Model, Vec<(
             b'C' => {
                 let i = idx(t, h.cons, "constraint").map_err(|m| e(&at, &m))?;
                 t.end_line();
-                con_const[i] = constant_expr(t).map_err(|m| e(&at, &format!("constraint {i}: {m}")))?;
+                let p = expr(t, h.vars, 0).map_err(|m| e(&at, &format!("constraint {i}: {m}")))?;
+                if !p.lin.is_empty() || !p.quad.is_empty() {
+                    return Err(e(&at, &format!("constraint {i} is nonlinear; meshsolve solves linear and mixed-integer programs (with a linear or quadratic objective)")));
+                }
+                con_const[i] = p.c;
             }
             b'O' => {
                 let i = idx(t, h.objs, "objective").map_err(|m| e(&at, &m))?;
                 let kind = t.int().map_err(|m| e(&at, &m))?;
                 t.end_line();
-                let c = constant_expr(t).map_err(|m| e(&at, &format!("objective {i}: {m}")))?;
+                let p = expr(t, h.vars, 0).map_err(|m| e(&at, &format!("objective {i}: {m}")))?;
                 if i == 0 {
                     obj_sense = Some(if kind != 0 { Sense::Maximize } else { Sense::Minimize });
-                    m.offset = c;
+                    objective_poly = p;
                 }
             }
             b'V' | b'F' | b'L' => {
@@ -532,6 +552,16 @@ fn segments(t: &mut impl Tokens, h: &Header, name: &str) -> Result<(Model, Vec<(
         });
     }
     m.sense = obj_sense.unwrap_or(Sense::Minimize);
+    m.offset = objective_poly.c;
+    for (j, v) in objective_poly.lin {
+        m.cols[j].cost += v;
+    }
+    // ½ xᵀQx: a term c·x_j² is Q_jj = 2c; a term c·x_i·x_j (i < j) is Q_ij = c.
+    for ((i, j), v) in objective_poly.quad {
+        if v != 0.0 {
+            m.quad.push((i as u32, j as u32, if i == j { 2.0 * v } else { v }));
+        }
+    }
     Ok((m, initial))
 }
 
@@ -567,22 +597,156 @@ fn bounds(t: &mut impl Tokens) -> Result<(f64, f64), String> {
     Ok(r)
 }
 
-/// The body of a `C` or `O` segment, which must be a constant for a linear model.
-fn constant_expr(t: &mut impl Tokens) -> Result<f64, String> {
-    let code = t.next_char().ok_or("unexpected end of file in an expression")?;
-    let v = match code {
-        b'n' => t.float()?,
-        b's' | b'l' => t.int()? as f64,
-        b'o' | b'v' | b'f' => {
-            return Err("nonlinear expression; meshsolve solves linear and mixed-integer programs".into())
+/// A polynomial of degree at most 2 in the variables.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Poly {
+    c: f64,
+    lin: std::collections::BTreeMap<usize, f64>,
+    /// Coefficient of `x_i·x_j`, `i ≤ j`.
+    quad: std::collections::BTreeMap<(usize, usize), f64>,
+}
+
+/// Deepest expression tree read (a hostile file must not exhaust the stack;
+/// [`read`] needs about 20 KiB of stack per level in a debug build, see
+/// [`read_on_big_stack`]).
+const MAX_DEPTH: usize = 10_000;
+/// Most quadratic terms a product may create.
+const MAX_QUAD_TERMS: usize = 1 << 22;
+
+impl Poly {
+    fn constant(c: f64) -> Poly {
+        Poly { c, ..Default::default() }
+    }
+
+    fn degree(&self) -> usize {
+        if !self.quad.is_empty() {
+            2
+        } else if !self.lin.is_empty() {
+            1
+        } else {
+            0
         }
+    }
+
+    fn scale(mut self, k: f64) -> Poly {
+        self.c *= k;
+        self.lin.values_mut().for_each(|v| *v *= k);
+        self.quad.values_mut().for_each(|v| *v *= k);
+        self
+    }
+
+    fn add(mut self, o: Poly) -> Poly {
+        self.c += o.c;
+        for (k, v) in o.lin {
+            *self.lin.entry(k).or_default() += v;
+        }
+        for (k, v) in o.quad {
+            *self.quad.entry(k).or_default() += v;
+        }
+        self
+    }
+
+    fn mul(self, o: Poly) -> Result<Poly, String> {
+        if self.degree() + o.degree() > 2 {
+            return Err(
+                "nonlinear expression (degree above 2); meshsolve takes linear or quadratic objectives"
+                    .into(),
+            );
+        }
+        if self.lin.len().saturating_mul(o.lin.len()) > MAX_QUAD_TERMS {
+            return Err("quadratic expression too large".into());
+        }
+        let mut out = Poly::constant(self.c * o.c);
+        for (&k, &v) in &self.lin {
+            *out.lin.entry(k).or_default() += v * o.c;
+        }
+        for (&k, &v) in &o.lin {
+            *out.lin.entry(k).or_default() += v * self.c;
+        }
+        for (&k, &v) in &self.quad {
+            *out.quad.entry(k).or_default() += v * o.c;
+        }
+        for (&k, &v) in &o.quad {
+            *out.quad.entry(k).or_default() += v * self.c;
+        }
+        for (&i, &a) in &self.lin {
+            for (&j, &b) in &o.lin {
+                *out.quad.entry((i.min(j), i.max(j))).or_default() += a * b;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads one expression tree (Polish prefix) into a polynomial of degree ≤ 2.
+fn expr(t: &mut impl Tokens, vars: usize, depth: usize) -> Result<Poly, String> {
+    if depth > MAX_DEPTH {
+        return Err("expression nested too deeply".into());
+    }
+    let code = t.next_char().ok_or("unexpected end of file in an expression")?;
+    let p = match code {
+        b'n' => Poly::constant(t.float()?),
+        b's' | b'l' => Poly::constant(t.int()? as f64),
+        b'v' => {
+            let k = t.int()?;
+            let k = usize::try_from(k).ok().filter(|&k| k < vars).ok_or_else(|| {
+                format!("variable {k} is not a model variable (defined variables are not supported)")
+            })?;
+            let mut p = Poly::default();
+            p.lin.insert(k, 1.0);
+            p
+        }
+        b'o' => {
+            let op = t.int()?;
+            t.end_line();
+            let sub = |t: &mut _| expr(t, vars, depth + 1);
+            return match op {
+                0 => Ok(sub(t)?.add(sub(t)?)),
+                1 => Ok(sub(t)?.add(sub(t)?.scale(-1.0))),
+                2 => sub(t)?.mul(sub(t)?),
+                3 => {
+                    let (a, b) = (sub(t)?, sub(t)?);
+                    match b.degree() {
+                        0 if b.c != 0.0 => Ok(a.scale(1.0 / b.c)),
+                        _ => Err("division by a variable or by zero; meshsolve takes linear or quadratic objectives".into()),
+                    }
+                }
+                5 => {
+                    let (a, b) = (sub(t)?, sub(t)?);
+                    match (b.degree(), b.c) {
+                        (0, 0.0) => Ok(Poly::constant(1.0)),
+                        (0, 1.0) => Ok(a),
+                        (0, 2.0) => a.clone().mul(a),
+                        _ => {
+                            Err("power other than 0, 1 or 2; meshsolve takes linear or quadratic objectives"
+                                .into())
+                        }
+                    }
+                }
+                16 => Ok(sub(t)?.scale(-1.0)),
+                54 => {
+                    let n = t.int()?;
+                    t.end_line();
+                    let n = usize::try_from(n).map_err(|_| "negative argument count".to_string())?;
+                    let mut acc = Poly::default();
+                    for _ in 0..n {
+                        acc = acc.add(sub(t)?);
+                    }
+                    Ok(acc)
+                }
+                other => Err(format!(
+                    "nonlinear function (opcode {other}); meshsolve takes linear or quadratic objectives"
+                )),
+            };
+        }
+        b'f' | b'h' => return Err("function calls and strings are not supported".into()),
         other => return Err(format!("expected an expression, found `{}`", (other as char).escape_default())),
     };
     t.end_line();
-    if !v.is_finite() {
+    if !p.c.is_finite() {
         return Err("constant is not finite".into());
     }
-    Ok(v)
+    Ok(p)
 }
 
 /// Writes `p` in the binary NL encoding (little endian): the converter the
@@ -749,12 +913,22 @@ G0 4
         assert!(read(b"g3 1 1 0\n", "x").unwrap_err().message.contains("header"));
         assert!(read(b"hello\n", "x").is_err());
         let nonlinear = KNAPSACK.replace(" 0 0 0 0 0 0\t# nonlinear", " 1 0 0 0 0 0\t# nonlinear");
+        let nonlinear = nonlinear.replace("C0\nn0", "C0\no2\nv0\nv1");
         assert!(read(nonlinear.as_bytes(), "x").unwrap_err().message.contains("nonlinear"));
         let bad_index = KNAPSACK.replace("J0 4\n0 5", "J0 4\n9 5");
         let e = read(bad_index.as_bytes(), "x").unwrap_err();
         assert!(e.message.contains("out of range") && e.place.starts_with("line"), "{e}");
-        let expr = KNAPSACK.replace("O0 1\nn0", "O0 1\no2\nv0\nv1");
-        assert!(read(expr.as_bytes(), "x").unwrap_err().message.contains("nonlinear"));
+        let cubic = KNAPSACK.replace("O0 1\nn0", "O0 1\no2\nv0\no2\nv1\nv2");
+        assert!(read(cubic.as_bytes(), "x").unwrap_err().message.contains("degree"));
+        let quad = KNAPSACK.replace("O0 1\nn0", "O0 1\no54\n3\no5\nv0\nn2\no2\nn3\no2\nv1\nv2\nn1.5");
+        let q = read(quad.as_bytes(), "x").unwrap().model;
+        assert_eq!(q.quad, vec![(0, 0, 2.0), (1, 2, 3.0)]);
+        assert_eq!(q.offset, 1.5);
+        let deep = KNAPSACK.replace("O0 1\nn0", &format!("O0 1\n{}n0", "o16\n".repeat(100_000)));
+        let e = read_on_big_stack(deep.into_bytes(), "x".into()).unwrap_err();
+        assert!(e.message.contains("deeply"), "{e}");
+        let ok = KNAPSACK.replace("O0 1\nn0", &format!("O0 1\n{}n0", "o16\n".repeat(MAX_DEPTH - 1)));
+        assert!(read_on_big_stack(ok.into_bytes(), "x".into()).is_ok());
         let huge = KNAPSACK.replace(" 4 1 1 0 0 \t# vars", " 2000000000 1 1 0 0 \t# vars");
         assert!(read(huge.as_bytes(), "x").is_err());
         let truncated = &KNAPSACK[..KNAPSACK.len() - 20];

@@ -51,9 +51,22 @@ impl Solver for Highs {
             if model.num_integers() > 0 {
                 return Err(SolveError::BadOption("HiGHS does not solve mixed-integer QPs".into()));
             }
+            // Lower triangle by column: entry (i, j), i <= j, of the upper triangle
+            // is row j of column i.
             let mut cols: Vec<Vec<(usize, f64)>> = vec![Vec::new(); model.cols.len()];
-            for &(j, q) in &model.quad {
-                cols[j as usize].push((j as usize, q));
+            for &(i, j, q) in &model.quad {
+                cols[i as usize].push((j as usize, q));
+            }
+            for c in &mut cols {
+                c.sort_by_key(|e| e.0);
+                c.dedup_by(|b, a| {
+                    if a.0 == b.0 {
+                        a.1 += b.1;
+                        true
+                    } else {
+                        false
+                    }
+                });
             }
             m.try_pass_hessian(highs::HessianFormat::Triangular, cols).map_err(|e| SolveError::Failed {
                 solver: solver.clone(),

@@ -52,7 +52,7 @@ pub fn build(base: &Model, nonants: &[usize], step: &Step, quadratic: bool) -> M
                 m.cols[j].cost += w;
                 if quadratic {
                     m.cols[j].cost -= rho * xb;
-                    m.quad.push((j as u32, rho));
+                    m.quad.push((j as u32, j as u32, rho));
                     m.offset += 0.5 * rho * xb * xb;
                     continue;
                 }

@@ -88,7 +88,9 @@ class Lab:
     def wait_for(self, n, limit=30):
         deadline = time.time() + limit
         while time.time() < deadline:
-            if len(self.listed()) >= n:
+            listed = self.listed()
+            if len(listed) >= n:
+                self.solvers = {s["name"] for w in listed for s in w["solvers"]}
                 return
             time.sleep(0.2)
         raise AssertionError(f"{n} workers did not appear within {limit} s")

@@ -115,7 +115,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
     };
     let name =
         nl_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let problem = match nl::read(&data, &name) {
+    let problem = match nl::read_on_big_stack(data.clone(), name) {
         Ok(p) => p,
         Err(e) => return refuse(&nl_path, &sol_path, &data, &e.to_string()),
     };
@@ -259,6 +259,12 @@ async fn solve(p: &NlProblem, base: &str, d: &DropIn) -> Result<(String, Option<
         return Ok((format!("{VERSION_LINE}: infeasible problem ({what})"), None, code::INFEASIBLE));
     }
     let (tm, row_map) = transport_model(p, base);
+    // A quadratic objective needs a QP solver: ask for HiGHS unless told otherwise.
+    let mut d = d.clone();
+    if !tm.quad.is_empty() && d.job.solver.is_none() {
+        d.job.solver = Some("highs".into());
+    }
+    let d = &d;
     let dir = private_dir().map_err(|e| Failure::Setup(format!("cannot make a temporary directory: {e}")))?;
     let path = dir.join(format!("{}.mps", sanitize(&tm.name)));
     let written = std::fs::File::create(&path).and_then(|f| tm.write_mps(&mut std::io::BufWriter::new(f)));
