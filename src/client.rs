@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::certs::{self, NamespaceCa, CLIENT_NAME};
+use crate::discovery::cache::{self, Remembered};
 use crate::discovery::mdns::Mdns;
 use crate::discovery::registry::{self, NameServerLookup};
 use crate::discovery::{Discoveries, Discovery, DiscoveryError, DiscoveryEvent, WorkerAd};
@@ -191,6 +192,9 @@ impl Mesh {
             if cfg.mdns {
                 sources.push(Box::new(Mdns::new(&cfg.interfaces)?));
             }
+            // Workers seen before are tried directly, alongside mDNS (a cold start
+            // then costs one handshake, not an mDNS round).
+            sources.push(Box::new(Remembered::new(endpoint.clone(), cache::dir(&ca.dir))));
             if let Some(spec) = &cfg.name_server {
                 sources.push(Box::new(NameServerLookup::new(
                     endpoint.clone(),
@@ -201,6 +205,7 @@ impl Mesh {
             let d = Discoveries::new(sources);
             let rx = d.browse()?;
             let tracker = Tracker {
+                peers: cache::dir(&ca.dir),
                 namespace: cfg.namespace.clone(),
                 ca: ca.fingerprint(),
                 workers: workers.clone(),
@@ -274,6 +279,29 @@ impl Mesh {
         solver: Option<&str>,
         timeout: Duration,
     ) -> Result<Vec<WorkerAd>, ClientError> {
+        self.wait_settled(solver, timeout, Duration::from_millis(300)).await
+    }
+
+    /// Like [`Mesh::wait_for_workers`], for a single job: returns almost as soon
+    /// as one worker with `solver` is known (a few milliseconds more let workers
+    /// answering at the same moment be seen too).
+    ///
+    /// # Errors
+    /// As [`Mesh::wait_for_workers`].
+    pub async fn wait_for_any(
+        &self,
+        solver: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Vec<WorkerAd>, ClientError> {
+        self.wait_settled(solver, timeout, Duration::from_millis(10)).await
+    }
+
+    async fn wait_settled(
+        &self,
+        solver: Option<&str>,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Result<Vec<WorkerAd>, ClientError> {
         let start = Instant::now();
         if !self.cfg.static_workers.is_empty() {
             return self.resolve_static(solver).await;
@@ -286,9 +314,9 @@ impl Mesh {
             if n > 0 && first_seen.is_none() {
                 first_seen = Some(Instant::now());
             }
-            // After the first answer, give the others 300 ms to answer too.
+            // After the first answer, give the others `settle` to answer too.
             let until = match first_seen {
-                Some(t) => (t + Duration::from_millis(300)).min(deadline),
+                Some(t) => (t + settle).min(deadline),
                 None => deadline,
             };
             let now = Instant::now();
@@ -714,7 +742,10 @@ impl Mesh {
         self.tasks.close();
         self.tasks.wait().await;
         self.endpoint.close(0u32.into(), b"done");
-        let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
+        // Long enough for the close frames to leave (peers then stop at once);
+        // the rest of QUIC's draining period (three probe timeouts, about 80 ms
+        // here) only matters on a lossy path, and a short-lived client must not pay it.
+        let _ = tokio::time::timeout(Duration::from_millis(15), self.endpoint.wait_idle()).await;
         if let Some(d) = &self.discovery {
             d.shutdown().await;
         }
@@ -795,6 +826,8 @@ pub enum JobFailure {
 /// namespace's workers: adverts of other namespaces, CAs or protocol versions
 /// are counted (for error messages) and left out.
 struct Tracker {
+    /// Where the workers seen are remembered for the next cold start.
+    peers: PathBuf,
     namespace: String,
     ca: String,
     workers: Arc<Mutex<HashMap<String, WorkerAd>>>,
@@ -825,8 +858,13 @@ impl Tracker {
                     if let Ok(mut l) = self.lost.lock() {
                         l.remove(&ad.instance);
                     }
-                    if let Ok(mut w) = self.workers.lock() {
-                        w.insert(ad.instance.clone(), ad);
+                    let changed = self.workers.lock().is_ok_and(|mut w| {
+                        let changed = w.get(&ad.instance) != Some(&ad);
+                        w.insert(ad.instance.clone(), ad.clone());
+                        changed
+                    });
+                    if changed && ad.relay.is_none() {
+                        cache::remember(&self.peers, &ad);
                     }
                 }
                 DiscoveryEvent::Down(instance) => {
@@ -834,6 +872,7 @@ impl Tracker {
                     if let Ok(mut w) = self.workers.lock() {
                         w.remove(&instance);
                     }
+                    cache::forget(&self.peers, &instance);
                 }
             }
             self.tx.send_modify(|v| *v += 1);

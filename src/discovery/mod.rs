@@ -1,11 +1,13 @@
 //! How workers are found: one small trait, [`Discovery`], with an mDNS
-//! implementation ([`mdns`]), a static name-server lookup ([`registry`]) and a
-//! fan-out ([`Discoveries`]) that merges them, so a client does not care where
-//! a worker came from.
+//! implementation ([`mdns`]), a static name-server lookup ([`registry`]), the
+//! workers remembered from earlier runs ([`cache`]), and a fan-out
+//! ([`Discoveries`]) that merges them, so a client does not care where a worker
+//! came from.
 //!
 //! May import: `protocol`, `transport`, `certs`. Every task a back-end spawns
 //! is owned by it and stopped by [`Discovery::shutdown`].
 
+pub mod cache;
 pub mod mdns;
 pub mod registry;
 

@@ -141,6 +141,20 @@ pub async fn run(
         relay: None,
     };
     discovery.announce(&ad)?;
+    // Remembered for the next cold start of a client on this box (an address a
+    // client there can dial: the wildcard bind becomes loopback).
+    let peers = crate::discovery::cache::dir(&ca.dir);
+    let mut local_ad = ad.clone();
+    for a in &mut local_ad.addrs {
+        if a.ip().is_unspecified() {
+            a.set_ip(if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+    }
+    crate::discovery::cache::remember(&peers, &local_ad);
     info!(instance = %cfg.instance, namespace = %cfg.namespace, addr = %local, slots = cfg.slots,
           solvers = ?cfg.solvers, ca = %ad.ca_fingerprint, "worker ready");
     on_ready(local);
@@ -213,6 +227,7 @@ pub async fn run(
         }
     }
     info!("shutting down: withdrawing advert");
+    crate::discovery::cache::forget(&peers, &shared.cfg.instance);
     discovery.shutdown().await;
     shared.stop.cancel();
     endpoint.set_server_config(None);

@@ -97,7 +97,7 @@ pub(crate) async fn solve_one(path: &Path, d: &DropIn) -> Result<JobResult, Fail
     let _signals = cli::on_signals(stop.clone(), "meshsolve");
     let result = async {
         let found = tokio::select! {
-            r = mesh.wait_for_workers(d.job.solver.as_deref(), d.wait) => r,
+            r = mesh.wait_for_any(d.job.solver.as_deref(), d.wait) => r,
             _ = stop.cancelled() => return Err(Failure::Interrupted),
         };
         let found = match found {

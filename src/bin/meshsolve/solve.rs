@@ -54,7 +54,12 @@ pub(crate) async fn solve(m: &MeshConfig, a: &SolveConfig) -> anyhow::Result<u8>
     let mut interrupted = false;
     if !todo.is_empty() {
         let mesh = Arc::new(Mesh::connect(m.client.clone()).await?);
-        let found = mesh.wait_for_workers(opts.solver.as_deref(), m.wait).await?;
+        // One model: go as soon as a worker answers; a batch waits a moment for all.
+        let found = if todo.len() == 1 {
+            mesh.wait_for_any(opts.solver.as_deref(), m.wait).await?
+        } else {
+            mesh.wait_for_workers(opts.solver.as_deref(), m.wait).await?
+        };
         tracing::info!(workers = found.len(), "workers found");
         let (queue, mut events) = meshsolve::dispatch::Queue::with_events(
             &mesh,
