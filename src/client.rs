@@ -279,7 +279,7 @@ impl Mesh {
         solver: Option<&str>,
         timeout: Duration,
     ) -> Result<Vec<WorkerAd>, ClientError> {
-        self.wait_settled(solver, timeout, Duration::from_millis(300)).await
+        self.wait_settled(solver, timeout, Duration::from_millis(300), false).await
     }
 
     /// Like [`Mesh::wait_for_workers`], for a single job: returns almost as soon
@@ -293,7 +293,7 @@ impl Mesh {
         solver: Option<&str>,
         timeout: Duration,
     ) -> Result<Vec<WorkerAd>, ClientError> {
-        self.wait_settled(solver, timeout, Duration::from_millis(10)).await
+        self.wait_settled(solver, timeout, Duration::from_millis(10), true).await
     }
 
     async fn wait_settled(
@@ -301,6 +301,7 @@ impl Mesh {
         solver: Option<&str>,
         timeout: Duration,
         settle: Duration,
+        early: bool,
     ) -> Result<Vec<WorkerAd>, ClientError> {
         let start = Instant::now();
         if !self.cfg.static_workers.is_empty() {
@@ -309,21 +310,25 @@ impl Mesh {
         let mut changed = self.changed.clone();
         let deadline = start + timeout;
         let mut first_seen: Option<Instant> = None;
+        let settled = || early && self.discovery.as_ref().is_none_or(|d| d.settled());
         loop {
             let n = self.workers().iter().filter(|w| w.has_solver(solver)).count();
             if n > 0 && first_seen.is_none() {
                 first_seen = Some(Instant::now());
             }
-            // After the first answer, give the others `settle` to answer too.
+            // After the first answer, give the others `settle` to answer too; stop
+            // early once every source that answers once (remembered workers) is in.
             let until = match first_seen {
                 Some(t) => (t + settle).min(deadline),
                 None => deadline,
             };
             let now = Instant::now();
-            if now >= until {
+            if now >= until || (first_seen.is_some() && settled()) {
                 break;
             }
-            let _ = tokio::time::timeout(until - now, changed.changed()).await;
+            // Re-check at least every millisecond while answers are pending.
+            let step = if first_seen.is_some() { Duration::from_millis(1) } else { until - now };
+            let _ = tokio::time::timeout(step.min(until - now), changed.changed()).await;
         }
         let found: Vec<WorkerAd> = self.workers().into_iter().filter(|w| w.has_solver(solver)).collect();
         if found.is_empty() {
@@ -745,7 +750,7 @@ impl Mesh {
         // Long enough for the close frames to leave (peers then stop at once);
         // the rest of QUIC's draining period (three probe timeouts, about 80 ms
         // here) only matters on a lossy path, and a short-lived client must not pay it.
-        let _ = tokio::time::timeout(Duration::from_millis(15), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(3), self.endpoint.wait_idle()).await;
         if let Some(d) = &self.discovery {
             d.shutdown().await;
         }

@@ -32,11 +32,9 @@ fn stale_remembered_workers_never_cost_a_solve() {
     let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let peers = mesh.home_path().join(&mesh.ns).join("peers");
     std::fs::create_dir_all(&peers).unwrap();
-    for (name, addr) in [
-        ("silent", silent.local_addr().unwrap().to_string()),
-        ("closed", closed),
-        ("foreign", foreign),
-    ] {
+    for (name, addr) in
+        [("silent", silent.local_addr().unwrap().to_string()), ("closed", closed), ("foreign", foreign)]
+    {
         let e = entry(name, &mesh.ns, &addr);
         std::fs::write(peers.join(format!("{name}.json")), serde_json::to_vec(&e).unwrap()).unwrap();
     }

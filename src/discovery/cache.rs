@@ -156,6 +156,10 @@ impl Discovery for Remembered {
         Ok(rx)
     }
 
+    fn settled(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
     fn shutdown(&self) -> BoxFuture<'_> {
         Box::pin(async move {
             self.cancel.cancel();

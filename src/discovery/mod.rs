@@ -62,6 +62,11 @@ pub trait Discovery: Send + Sync {
     fn problem(&self) -> Option<String> {
         None
     }
+    /// Whether the first answers of [`Discovery::browse`] are all in (a source
+    /// that keeps listening, like mDNS, is always settled).
+    fn settled(&self) -> bool {
+        true
+    }
     /// Withdraws announcements (mDNS goodbye), stops browsing and awaits every
     /// task of the back-end.
     fn shutdown(&self) -> BoxFuture<'_>;
@@ -76,6 +81,9 @@ impl<T: Discovery + ?Sized> Discovery for Arc<T> {
     }
     fn problem(&self) -> Option<String> {
         (**self).problem()
+    }
+    fn settled(&self) -> bool {
+        (**self).settled()
     }
     fn shutdown(&self) -> BoxFuture<'_> {
         (**self).shutdown()
@@ -192,6 +200,10 @@ impl Discovery for Discoveries {
     fn problem(&self) -> Option<String> {
         let p: Vec<String> = self.sources.iter().filter_map(|s| s.problem()).collect();
         (!p.is_empty()).then(|| p.join("; "))
+    }
+
+    fn settled(&self) -> bool {
+        self.sources.iter().all(|s| s.settled())
     }
 
     fn shutdown(&self) -> BoxFuture<'_> {
