@@ -273,7 +273,9 @@ impl Scheduler {
                 JobState::Failed(Failure::GaveUp { attempts: job.attempts, last })
             }
             Outcome::Retry(_) => {
-                self.queue.push_back(id);
+                // Taken back from a lost or failing worker: it runs next, not
+                // behind every job queued since it first started.
+                self.queue.push_front(id);
                 JobState::Queued
             }
         };

@@ -18,10 +18,21 @@ use rustls::RootCertStore;
 use crate::certs::{Identity, WORKER_NAME};
 use crate::protocol::ALPN;
 
-/// Keep-alive interval: a dead peer is noticed within [`IDLE_TIMEOUT`].
-pub const KEEP_ALIVE: Duration = Duration::from_millis(1000);
-/// A connection with no packets for this long is dead (worker killed, cable pulled).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// A connection with no packets for this long is dead (worker killed, cable
+/// pulled), sized for a LAN; `MESHSOLVE_IDLE_TIMEOUT` (seconds, 0.5 to 600)
+/// overrides it on both sides (the shorter one wins). Keep-alives go four
+/// times per timeout, so a busy but healthy peer is never taken for dead.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1200);
+
+/// The idle timeout in force (see [`IDLE_TIMEOUT`]).
+pub fn idle_timeout() -> Duration {
+    std::env::var("MESHSOLVE_IDLE_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| (0.5..=600.0).contains(s))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(IDLE_TIMEOUT)
+}
 
 /// Errors setting up TLS or endpoints.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +62,10 @@ fn roots(id: &Identity) -> Result<Arc<RootCertStore>, TransportError> {
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(KEEP_ALIVE));
-    t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("4 s is a valid idle timeout")));
+    let idle = idle_timeout();
+    t.keep_alive_interval(Some(idle / 4));
+    // At most 600 s (checked in idle_timeout), far below QUIC's limit of 2^62 ms.
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
     t.max_concurrent_uni_streams(0u8.into());
     t.max_concurrent_bidi_streams(1024u32.into());
     Arc::new(t)

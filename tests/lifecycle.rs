@@ -190,3 +190,29 @@ fn an_idle_client_connection_does_not_delay_a_worker_exit() {
     assert!(took < Duration::from_secs(3), "exit took {took:?} with an idle client connection open");
     rt.block_on(client.close());
 }
+
+#[test]
+fn a_worker_saturated_by_solves_is_not_declared_dead() {
+    // The idle timeout is sized for a LAN (1.2 s); keep-alives must still get
+    // through while every core of the box runs a solver.
+    let mut mesh = Mesh::new("busy");
+    mesh.start_worker(&["--slots", "2"]);
+    mesh.wait_for_workers(1);
+    let dir = mesh.home_path().join("hard");
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = hard_model(&dir);
+    for i in 0..3 {
+        std::fs::copy(&model, dir.join(format!("h{i}.lp"))).unwrap();
+    }
+    std::fs::remove_file(&model).unwrap();
+    let out = mesh.run(&["--json", "--time-limit", "5s", dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("lost"), "a busy worker was taken for dead:\n{}", show(&out));
+    let v = json_of(&out);
+    let runs = v.as_array().expect("a list of results");
+    assert_eq!(runs.len(), 3, "{}", show(&out));
+    for r in runs {
+        assert_eq!(r["attempts"], 1, "retried: {r}");
+        assert!(matches!(r["status"].as_str(), Some("feasible" | "time_limit" | "optimal")), "{r}");
+    }
+}

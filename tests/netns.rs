@@ -257,24 +257,37 @@ fn name_server_lab(isolate_client: bool) {
     for i in 0..8 {
         std::fs::copy(examples().join("farmer/farmer.lp"), dir.join(format!("f{i}.lp"))).unwrap();
     }
-    let out = client(&["--json", "--quiet", dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.len(), 8);
-    assert!(v.iter().all(|r| close(r["objective"].as_f64().unwrap(), -108390.0, 1e-6)));
-    let workers: std::collections::HashSet<&str> = v.iter().map(|r| r["worker"].as_str().unwrap()).collect();
-    assert_eq!(workers.len(), 2, "both workers solved: {workers:?}");
-    let via_ns = v
-        .iter()
-        .filter(|r| r["address"].as_str().unwrap().starts_with(&format!("{}:", Lab::addr(1))))
-        .count();
-    if isolate_client {
-        assert_eq!(via_ns, 8, "every job must go through the relay: {v:?}");
-    } else {
-        // Reachable workers are used directly (a handshake slower than 3 s on a loaded
-        // machine may send a job through the relay instead, which is also correct).
-        assert!(via_ns < v.len(), "reachable workers must be used directly: {v:?}");
+    // A handshake that does not complete in 3 s sends a job through the relay
+    // instead, which is also correct; a reachable worker must be used directly in
+    // at least one of a few batches (each a new client process).
+    let mut batches = Vec::new();
+    for _ in 0..3 {
+        let out = client(&["--json", "--quiet", dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v.len(), 8);
+        assert!(v.iter().all(|r| close(r["objective"].as_f64().unwrap(), -108390.0, 1e-6)));
+        let workers: std::collections::HashSet<&str> =
+            v.iter().map(|r| r["worker"].as_str().unwrap()).collect();
+        assert_eq!(workers.len(), 2, "both workers solved: {workers:?}");
+        let via_ns = v
+            .iter()
+            .filter(|r| r["address"].as_str().unwrap().starts_with(&format!("{}:", Lab::addr(1))))
+            .count();
+        if isolate_client {
+            assert_eq!(via_ns, 8, "every job must go through the relay: {v:?}");
+            return;
+        }
+        if via_ns < v.len() {
+            return;
+        }
+        batches.push(v);
     }
+    let logs: String = ["ns.log", "h2.log", "h3.log"]
+        .iter()
+        .map(|f| format!("--- {f}\n{}", std::fs::read_to_string(home.path().join(f)).unwrap_or_default()))
+        .collect();
+    panic!("reachable workers must be used directly, in one batch of three at least: {batches:?}\n{logs}");
 }
 
 #[test]

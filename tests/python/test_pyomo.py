@@ -227,3 +227,22 @@ def test_killing_the_python_process_stops_the_remote_solve(lab, tmp_path):
     while lab.solver_children():
         assert time.time() < deadline, f"solver processes left on the workers: {lab.solver_children()}"
         time.sleep(0.1)
+
+
+def test_pyomo_time_limit_kill_stops_the_remote_solve(lab):
+    # Pyomo's own time limit kills the solver executable with SIGKILL; the worker
+    # then notices the lost connection (QUIC idle timeout, 1.2 s) and kills the solve.
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(36), domain=pyo.Binary)
+    m.sp = pyo.Var(range(4), within=pyo.NonNegativeReals)
+    m.sn = pyo.Var(range(4), within=pyo.NonNegativeReals)
+    m.obj = pyo.Objective(expr=sum(m.sp[i] + m.sn[i] for i in range(4)))
+    m.c = pyo.ConstraintList()
+    for i, (a, b) in enumerate(market_split()):
+        m.c.add(sum(a[j] * m.x[j] for j in range(36)) + m.sp[i] - m.sn[i] == b)
+    with pytest.raises(Exception):
+        pyo.SolverFactory("meshsolve").solve(m, timelimit=1, options={"subsolver": "microlp", "time_limit": 300})
+    deadline = time.time() + 5
+    while lab.solver_children():
+        assert time.time() < deadline, f"solver processes left on the workers: {lab.solver_children()}"
+        time.sleep(0.05)
