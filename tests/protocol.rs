@@ -71,3 +71,33 @@ async fn garbage_truncated_and_oversized_messages_are_stream_errors() {
     assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
     assert!(mesh.workers[0].child.try_wait().unwrap().is_none());
 }
+
+#[tokio::test]
+async fn absurd_solve_options_are_refused_and_the_worker_lives() {
+    let mut mesh = Mesh::new("absurd");
+    let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
+    let conn = open(&mesh, &addr).await;
+    let model = b"Minimize\n obj: x\nSubject To\n c: x >= 1\nEnd\n";
+    for t in [f64::NAN, f64::INFINITY, 1e300, -1.0] {
+        let header = Request::Solve(meshsolve::protocol::SolveRequest {
+            name: "m".into(),
+            format: meshsolve::model::Format::Lp,
+            gzip: false,
+            size: model.len() as u64,
+            solver: None,
+            options: meshsolve::protocol::SolveOptions { time_limit: Some(t), ..Default::default() },
+        });
+        let mut bytes = encode(&header).unwrap();
+        bytes.extend_from_slice(model);
+        match send_raw(&conn, &bytes).await {
+            Ok(Some(Response::Failed { kind, message })) => {
+                assert_eq!(kind, meshsolve::protocol::FailKind::Rejected, "{message}");
+                assert!(message.contains("time_limit"), "{message}");
+            }
+            other => panic!("time_limit {t}: {other:?}"),
+        }
+    }
+    let out = mesh.run(&["--json", "--worker", &addr, examples().join("knapsack.lp").to_str().unwrap()]);
+    assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
+    assert!(mesh.workers[0].child.try_wait().unwrap().is_none());
+}

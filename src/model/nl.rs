@@ -358,222 +358,273 @@ pub fn read(data: &[u8], name: &str) -> Result<NlProblem, NlError> {
     Ok(NlProblem { model, options, binary, objectives: h.objs, initial })
 }
 
+/// What the segments build up, one method per segment kind. Each method reads
+/// its segment after the letter and returns a message on bad input; the caller
+/// adds the place.
+struct Segments<'h> {
+    h: &'h Header,
+    m: Model,
+    initial: Vec<(usize, f64)>,
+    seen_b: bool,
+    seen_r: bool,
+    /// Constants found in constraint bodies (moved to the bounds at the end).
+    con_const: Vec<f64>,
+    sense: Option<Sense>,
+    objective: Poly,
+    /// First index of the binary variables (Gay's order).
+    first_binary: usize,
+}
+
+/// Reads an index below `n`.
+fn index(t: &mut impl Tokens, n: usize, what: &str) -> Result<usize, String> {
+    let i = t.int()?;
+    usize::try_from(i)
+        .ok()
+        .filter(|&i| i < n)
+        .ok_or_else(|| format!("{what} index {i} out of range (0..{n})"))
+}
+
+/// Reads a count of at most `n`.
+fn count_at_most(t: &mut impl Tokens, n: usize, what: &str) -> Result<usize, String> {
+    let k = t.int()?;
+    usize::try_from(k)
+        .ok()
+        .filter(|&k| k <= n)
+        .ok_or_else(|| format!("{what}: {k} is more than there can be ({n})"))
+}
+
+impl<'h> Segments<'h> {
+    fn new(h: &'h Header, name: &str) -> Self {
+        let mut m = Model::new(name);
+        // Gay's variable order; nonlinear constraints are refused, so only the
+        // objective's nonlinear variables (continuous, then integer) come first,
+        // then the linear ones: continuous, binary, integer.
+        let nl_obj_only = h.nlvo;
+        let nl_int_from = nl_obj_only.saturating_sub(h.nlvoi);
+        let first_binary = h.vars.saturating_sub(h.nbv + h.niv).max(nl_obj_only);
+        for j in 0..h.vars {
+            let integer = if j < nl_obj_only { j >= nl_int_from } else { j >= first_binary };
+            m.cols.push(Column {
+                name: format!("x{j}"),
+                lower: 0.0,
+                upper: f64::INFINITY,
+                cost: 0.0,
+                integer,
+            });
+        }
+        for i in 0..h.cons {
+            m.rows.push(Row {
+                name: format!("c{i}"),
+                lower: f64::NEG_INFINITY,
+                upper: f64::INFINITY,
+                coefs: Vec::new(),
+            });
+        }
+        Segments {
+            h,
+            m,
+            initial: Vec::new(),
+            seen_b: false,
+            seen_r: false,
+            con_const: vec![0.0; h.cons],
+            sense: None,
+            objective: Poly::default(),
+            first_binary,
+        }
+    }
+
+    fn is_binary(&self, j: usize) -> bool {
+        j >= self.first_binary && j < self.first_binary + self.h.nbv
+    }
+
+    /// `C`: a constraint body, which must be constant for a linear constraint.
+    fn constraint_body(&mut self, t: &mut impl Tokens) -> Result<(), String> {
+        let i = index(t, self.h.cons, "constraint")?;
+        t.end_line();
+        let p = expr(t, self.h.vars, 0).map_err(|m| format!("constraint {i}: {m}"))?;
+        if !p.lin.is_empty() || !p.quad.is_empty() {
+            return Err(format!("constraint {i} is nonlinear; meshsolve solves linear and mixed-integer programs (with a linear or quadratic objective)"));
+        }
+        self.con_const[i] = p.c;
+        Ok(())
+    }
+
+    /// `O`: an objective's sense and its nonlinear (at most quadratic) part.
+    fn objective(&mut self, t: &mut impl Tokens) -> Result<(), String> {
+        let i = index(t, self.h.objs, "objective")?;
+        let kind = t.int()?;
+        t.end_line();
+        let p = expr(t, self.h.vars, 0).map_err(|m| format!("objective {i}: {m}"))?;
+        if i == 0 {
+            self.sense = Some(if kind != 0 { Sense::Maximize } else { Sense::Minimize });
+            self.objective = p;
+        }
+        Ok(())
+    }
+
+    /// `S`: a suffix, read past.
+    fn suffix(&mut self, t: &mut impl Tokens) -> Result<(), String> {
+        let kind = t.int()?;
+        let most = self.h.vars.max(self.h.cons).max(self.h.objs).max(1);
+        let n = count_at_most(t, most, "suffix values")?;
+        let _name = t.name()?;
+        t.end_line();
+        for _ in 0..n {
+            t.int()?;
+            if kind & 4 != 0 {
+                t.float()?;
+            } else {
+                t.int()?;
+            }
+            t.end_line();
+        }
+        Ok(())
+    }
+
+    /// `x` (primal) or `d` (dual) initial values; the primal ones are kept.
+    fn initial_values(&mut self, t: &mut impl Tokens, primal: bool) -> Result<(), String> {
+        let lim = if primal { self.h.vars } else { self.h.cons };
+        let k = count_at_most(t, lim, "initial values")?;
+        t.end_line();
+        for _ in 0..k {
+            let j = index(t, lim, "initial value")?;
+            let v = t.float()?;
+            t.end_line();
+            if primal {
+                self.initial.push((j, v));
+            }
+        }
+        Ok(())
+    }
+
+    /// `r`: constraint bounds.
+    fn constraint_bounds(&mut self, t: &mut impl Tokens) -> Result<(), String> {
+        t.end_line();
+        self.seen_r = true;
+        for (i, row) in self.m.rows.iter_mut().enumerate() {
+            let (lo, up) = bounds(t).map_err(|m| format!("constraint {i}: {m}"))?;
+            row.lower = lo;
+            row.upper = up;
+        }
+        Ok(())
+    }
+
+    /// `b`: variable bounds; a binary keeps its [0, 1] domain inside them.
+    fn variable_bounds(&mut self, t: &mut impl Tokens) -> Result<(), String> {
+        t.end_line();
+        self.seen_b = true;
+        for j in 0..self.h.vars {
+            let (lo, up) = bounds(t).map_err(|m| format!("variable {j}: {m}"))?;
+            let (l0, u0) = if self.is_binary(j) { (0.0, 1.0) } else { (f64::NEG_INFINITY, f64::INFINITY) };
+            let c = &mut self.m.cols[j];
+            c.lower = lo.max(l0);
+            c.upper = up.min(u0);
+        }
+        Ok(())
+    }
+
+    /// `k`/`K`: Jacobian column counts, read past (J gives the rows).
+    fn column_counts(&mut self, t: &mut impl Tokens) -> Result<(), String> {
+        let n = count_at_most(t, self.h.vars, "column counts")?;
+        t.end_line();
+        for _ in 0..n {
+            t.int()?;
+            t.end_line();
+        }
+        Ok(())
+    }
+
+    /// `J` (a constraint's linear terms) or `G` (an objective's).
+    fn linear(&mut self, t: &mut impl Tokens, constraint: bool) -> Result<(), String> {
+        let (n, what) = if constraint { (self.h.cons, "constraint") } else { (self.h.objs, "objective") };
+        let i = index(t, n, what)?;
+        let k = count_at_most(t, self.h.vars, "linear terms")?;
+        t.end_line();
+        for _ in 0..k {
+            let j = index(t, self.h.vars, "variable")?;
+            let v = t.float()?;
+            t.end_line();
+            if !v.is_finite() {
+                return Err(format!("{what} {i}: coefficient of variable {j} is not finite"));
+            }
+            if constraint {
+                self.m.rows[i].coefs.push((j as u32, v));
+            } else if i == 0 {
+                self.m.cols[j].cost += v;
+            }
+        }
+        Ok(())
+    }
+
+    /// The model, once every segment is read.
+    fn finish(mut self) -> Result<(Model, Vec<(usize, f64)>), String> {
+        if self.h.vars > 0 && !self.seen_b {
+            return Err("the variable bounds segment `b` is missing".into());
+        }
+        if self.h.cons > 0 && !self.seen_r {
+            return Err("the constraint bounds segment `r` is missing".into());
+        }
+        let m = &mut self.m;
+        // A constant in a constraint body moves to its bounds.
+        for (row, c) in m.rows.iter_mut().zip(&self.con_const) {
+            row.lower -= c;
+            row.upper -= c;
+        }
+        // Merge repeated entries of one column in one row.
+        for row in &mut m.rows {
+            row.coefs.sort_by_key(|&(j, _)| j);
+            row.coefs.dedup_by(|b, a| {
+                if a.0 == b.0 {
+                    a.1 += b.1;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        m.sense = self.sense.unwrap_or(Sense::Minimize);
+        m.offset = self.objective.c;
+        for (&j, &v) in &self.objective.lin {
+            m.cols[j].cost += v;
+        }
+        // ½ xᵀQx: a term c·x_j² is Q_jj = 2c; a term c·x_i·x_j (i < j) is Q_ij = c.
+        for (&(i, j), &v) in &self.objective.quad {
+            if v != 0.0 {
+                m.quad.push((i as u32, j as u32, if i == j { 2.0 * v } else { v }));
+            }
+        }
+        Ok((self.m, self.initial))
+    }
+}
+
 fn segments(t: &mut impl Tokens, h: &Header, name: &str) -> Result<(Model, Vec<(usize, f64)>), NlError> {
-    let mut m = Model::new(name);
-    // Gay's variable order; nonlinear constraints are refused, so only the
-    // objective's nonlinear variables (continuous, then integer) come first, then
-    // the linear ones: continuous, binary, integer.
-    let nl_obj_only = h.nlvo;
-    let nl_int_from = nl_obj_only.saturating_sub(h.nlvoi);
-    let first_binary = h.vars.saturating_sub(h.nbv + h.niv).max(nl_obj_only);
-    let is_binary = |j: usize| j >= first_binary && j < first_binary + h.nbv;
-    for j in 0..h.vars {
-        let integer = if j < nl_obj_only { j >= nl_int_from } else { j >= first_binary };
-        m.cols.push(Column { name: format!("x{j}"), lower: 0.0, upper: f64::INFINITY, cost: 0.0, integer });
-    }
-    let mut objective_poly = Poly::default();
-    for i in 0..h.cons {
-        m.rows.push(Row {
-            name: format!("c{i}"),
-            lower: f64::NEG_INFINITY,
-            upper: f64::INFINITY,
-            coefs: Vec::new(),
-        });
-    }
-    let mut initial = Vec::new();
-    let (mut seen_b, mut seen_r) = (false, false);
-    let mut con_const = vec![0.0; h.cons];
-    let mut obj_sense: Option<Sense> = None;
-    let e =
-        |t: &dyn Fn() -> String, m: &dyn std::fmt::Display| NlError { place: t(), message: m.to_string() };
+    let mut s = Segments::new(h, name);
     loop {
         let place = t.place();
         let Some(seg) = t.next_char() else { break };
-        let at = || place.clone();
-        let idx = |t: &mut dyn TokensDyn, n: usize, what: &str| -> Result<usize, String> {
-            let i = t.int_dyn()?;
-            usize::try_from(i)
-                .ok()
-                .filter(|&i| i < n)
-                .ok_or_else(|| format!("{what} index {i} out of range (0..{n})"))
+        let read = match seg {
+            b'C' => s.constraint_body(t),
+            b'O' => s.objective(t),
+            b'S' => s.suffix(t),
+            b'x' | b'd' => s.initial_values(t, seg == b'x'),
+            b'r' => s.constraint_bounds(t),
+            b'b' => s.variable_bounds(t),
+            b'k' | b'K' => s.column_counts(t),
+            b'J' | b'G' => s.linear(t, seg == b'J'),
+            b'V' | b'F' | b'L' => Err(format!(
+                "segment `{}`: defined variables, functions and logical constraints are not supported",
+                seg as char
+            )),
+            other => Err(format!("unknown segment `{}`", (other as char).escape_default())),
         };
-        match seg {
-            b'C' => {
-                let i = idx(t, h.cons, "constraint").map_err(|m| e(&at, &m))?;
-                t.end_line();
-                let p = expr(t, h.vars, 0).map_err(|m| e(&at, &format!("constraint {i}: {m}")))?;
-                if !p.lin.is_empty() || !p.quad.is_empty() {
-                    return Err(e(&at, &format!("constraint {i} is nonlinear; meshsolve solves linear and mixed-integer programs (with a linear or quadratic objective)")));
-                }
-                con_const[i] = p.c;
-            }
-            b'O' => {
-                let i = idx(t, h.objs, "objective").map_err(|m| e(&at, &m))?;
-                let kind = t.int().map_err(|m| e(&at, &m))?;
-                t.end_line();
-                let p = expr(t, h.vars, 0).map_err(|m| e(&at, &format!("objective {i}: {m}")))?;
-                if i == 0 {
-                    obj_sense = Some(if kind != 0 { Sense::Maximize } else { Sense::Minimize });
-                    objective_poly = p;
-                }
-            }
-            b'V' | b'F' | b'L' => {
-                return Err(e(&at, &format!("segment `{}`: defined variables, functions and logical constraints are not supported", seg as char)));
-            }
-            b'S' => {
-                let kind = t.int().map_err(|m| e(&at, &m))?;
-                let n = t.int().map_err(|m| e(&at, &m))?;
-                let _name = t.name().map_err(|m| e(&at, &m))?;
-                t.end_line();
-                let n = usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n <= h.vars.max(h.cons).max(h.objs).max(1))
-                    .ok_or_else(|| e(&at, &"suffix with an impossible number of values"))?;
-                for _ in 0..n {
-                    t.int().map_err(|m| e(&at, &m))?;
-                    if kind & 4 != 0 {
-                        t.float().map_err(|m| e(&at, &m))?;
-                    } else {
-                        t.int().map_err(|m| e(&at, &m))?;
-                    }
-                    t.end_line();
-                }
-            }
-            b'd' | b'x' => {
-                let n = h.vars.max(h.cons);
-                let k = t.int().map_err(|m| e(&at, &m))?;
-                t.end_line();
-                let k = usize::try_from(k)
-                    .ok()
-                    .filter(|&k| k <= n)
-                    .ok_or_else(|| e(&at, &"too many initial values"))?;
-                for _ in 0..k {
-                    let lim = if seg == b'x' { h.vars } else { h.cons };
-                    let j = idx(t, lim, "initial value").map_err(|m| e(&at, &m))?;
-                    let v = t.float().map_err(|m| e(&at, &m))?;
-                    t.end_line();
-                    if seg == b'x' {
-                        initial.push((j, v));
-                    }
-                }
-            }
-            b'r' => {
-                t.end_line();
-                seen_r = true;
-                for i in 0..h.cons {
-                    let (lo, up) =
-                        bounds(t).map_err(|m| e(&|| t.place(), &format!("constraint {i}: {m}")))?;
-                    m.rows[i].lower = lo;
-                    m.rows[i].upper = up;
-                }
-            }
-            b'b' => {
-                t.end_line();
-                seen_b = true;
-                for j in 0..h.vars {
-                    let (lo, up) = bounds(t).map_err(|m| e(&|| t.place(), &format!("variable {j}: {m}")))?;
-                    let c = &mut m.cols[j];
-                    // A binary keeps its [0, 1] domain inside whatever bounds are written.
-                    let (l0, u0) = if is_binary(j) { (0.0, 1.0) } else { (f64::NEG_INFINITY, f64::INFINITY) };
-                    c.lower = lo.max(l0);
-                    c.upper = up.min(u0);
-                }
-            }
-            b'k' | b'K' => {
-                let n = t.int().map_err(|m| e(&at, &m))?;
-                t.end_line();
-                let n = usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n <= h.vars)
-                    .ok_or_else(|| e(&at, &"column-count segment longer than the variables"))?;
-                for _ in 0..n {
-                    t.int().map_err(|m| e(&at, &m))?;
-                    t.end_line();
-                }
-            }
-            b'J' | b'G' => {
-                let (n, what) = if seg == b'J' { (h.cons, "constraint") } else { (h.objs, "objective") };
-                let i = idx(t, n, what).map_err(|m| e(&at, &m))?;
-                let k = t.int().map_err(|m| e(&at, &m))?;
-                t.end_line();
-                let k = usize::try_from(k)
-                    .ok()
-                    .filter(|&k| k <= h.vars)
-                    .ok_or_else(|| e(&at, &format!("{what} {i} has more terms than variables")))?;
-                for _ in 0..k {
-                    let j = idx(t, h.vars, "variable").map_err(|m| e(&|| t.place(), &m))?;
-                    let v = t.float().map_err(|m| e(&|| t.place(), &m))?;
-                    t.end_line();
-                    if !v.is_finite() {
-                        return Err(e(
-                            &|| t.place(),
-                            &format!("{what} {i}: coefficient of variable {j} is not finite"),
-                        ));
-                    }
-                    if seg == b'J' {
-                        m.rows[i].coefs.push((j as u32, v));
-                    } else if i == 0 {
-                        m.cols[j].cost += v;
-                    }
-                }
-            }
-            other => {
-                return Err(e(&at, &format!("unknown segment `{}`", (other as char).escape_default())));
-            }
-        }
+        // The segment's start names where it is; for long segments, say where it broke too.
+        read.map_err(|message| {
+            let here = t.place();
+            let place = if here == place { place } else { format!("{place} (at {here})") };
+            NlError { place, message }
+        })?;
     }
-    if h.vars > 0 && !seen_b {
-        return Err(NlError {
-            place: t.place(),
-            message: "the variable bounds segment `b` is missing".into(),
-        });
-    }
-    if h.cons > 0 && !seen_r {
-        return Err(NlError {
-            place: t.place(),
-            message: "the constraint bounds segment `r` is missing".into(),
-        });
-    }
-    // A constant in a constraint body moves to its bounds.
-    for (row, c) in m.rows.iter_mut().zip(con_const) {
-        row.lower -= c;
-        row.upper -= c;
-    }
-    // Merge repeated entries of one column in one row.
-    for row in &mut m.rows {
-        row.coefs.sort_by_key(|&(j, _)| j);
-        row.coefs.dedup_by(|b, a| {
-            if a.0 == b.0 {
-                a.1 += b.1;
-                true
-            } else {
-                false
-            }
-        });
-    }
-    m.sense = obj_sense.unwrap_or(Sense::Minimize);
-    m.offset = objective_poly.c;
-    for (j, v) in objective_poly.lin {
-        m.cols[j].cost += v;
-    }
-    // ½ xᵀQx: a term c·x_j² is Q_jj = 2c; a term c·x_i·x_j (i < j) is Q_ij = c.
-    for ((i, j), v) in objective_poly.quad {
-        if v != 0.0 {
-            m.quad.push((i as u32, j as u32, if i == j { 2.0 * v } else { v }));
-        }
-    }
-    Ok((m, initial))
-}
-
-/// Object-safe access used by the index helper.
-trait TokensDyn {
-    fn int_dyn(&mut self) -> Result<i64, String>;
-}
-
-impl<T: Tokens + ?Sized> TokensDyn for T {
-    fn int_dyn(&mut self) -> Result<i64, String> {
-        self.int()
-    }
+    s.finish().map_err(|message| NlError { place: t.place(), message })
 }
 
 /// One `r`/`b` line: a type digit and its numbers.

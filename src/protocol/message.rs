@@ -73,6 +73,99 @@ pub struct SolveRequest {
     pub options: SolveOptions,
 }
 
+/// Longest time limit a request may carry (ten years, in seconds).
+pub const MAX_TIME_LIMIT: f64 = 3.2e8;
+
+/// Why a message from the wire was refused (each field is checked where it enters).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Invalid {
+    /// A number that must be finite and within a range is not.
+    #[error("{field} = {value} is out of range ({range})")]
+    OutOfRange {
+        /// Which field.
+        field: &'static str,
+        /// Its value, as received.
+        value: f64,
+        /// What is allowed.
+        range: &'static str,
+    },
+    /// A text field is empty, too long or not printable.
+    #[error("{field} is not a usable name ({why})")]
+    BadText {
+        /// Which field.
+        field: &'static str,
+        /// What is wrong.
+        why: &'static str,
+    },
+}
+
+fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), Invalid> {
+    if s.len() > max {
+        return Err(Invalid::BadText { field, why: "too long" });
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Invalid::BadText { field, why: "control characters" });
+    }
+    Ok(())
+}
+
+impl SolveOptions {
+    /// Checks every field: finite, non-negative limits and gaps, sane option pairs.
+    ///
+    /// # Errors
+    /// The first field out of range.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if let Some(t) = self.time_limit {
+            if !(t.is_finite() && (0.0..=MAX_TIME_LIMIT).contains(&t)) {
+                return Err(Invalid::OutOfRange {
+                    field: "time_limit",
+                    value: t,
+                    range: "0 to 3.2e8 seconds",
+                });
+            }
+        }
+        if let Some(g) = self.mip_gap {
+            if !(g.is_finite() && g >= 0.0) {
+                return Err(Invalid::OutOfRange {
+                    field: "mip_gap",
+                    value: g,
+                    range: "a finite number >= 0",
+                });
+            }
+        }
+        if self.extra.len() > 256 {
+            return Err(Invalid::BadText { field: "options", why: "more than 256 of them" });
+        }
+        for (k, v) in &self.extra {
+            if k.is_empty() {
+                return Err(Invalid::BadText { field: "option name", why: "empty" });
+            }
+            check_text("option name", k, 256)?;
+            check_text("option value", v, 4096)?;
+        }
+        if let Some(w) = &self.warm_start {
+            if let Some(v) = w.iter().find(|v| !v.is_finite()) {
+                return Err(Invalid::OutOfRange { field: "warm_start", value: *v, range: "finite values" });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SolveRequest {
+    /// Checks the header and its options.
+    ///
+    /// # Errors
+    /// The first field out of range.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check_text("model name", &self.name, 1024)?;
+        if let Some(s) = &self.solver {
+            check_text("solver", s, 64)?;
+        }
+        self.options.validate()
+    }
+}
+
 /// Header of a resident-scenario stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResidentOpen {
@@ -369,4 +462,26 @@ pub struct StepReply {
     pub solve_seconds: f64,
     /// Whether the proximal term was quadratic (else linearised).
     pub quadratic: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_options_from_the_wire_are_refused() {
+        let ok = SolveOptions { time_limit: Some(10.0), mip_gap: Some(0.01), ..Default::default() };
+        assert!(ok.validate().is_ok());
+        for t in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, -1.0] {
+            let o = SolveOptions { time_limit: Some(t), ..Default::default() };
+            assert!(o.validate().is_err(), "time_limit {t}");
+        }
+        for g in [f64::NAN, -0.5, f64::INFINITY] {
+            assert!(SolveOptions { mip_gap: Some(g), ..Default::default() }.validate().is_err());
+        }
+        let o = SolveOptions { warm_start: Some(vec![1.0, f64::NAN]), ..Default::default() };
+        assert!(o.validate().is_err());
+        let o = SolveOptions { extra: vec![("k\u{1b}[2J".into(), "v".into())], ..Default::default() };
+        assert!(o.validate().is_err());
+    }
 }

@@ -141,20 +141,7 @@ pub async fn run(
         relay: None,
     };
     discovery.announce(&ad)?;
-    // Remembered for the next cold start of a client on this box (an address a
-    // client there can dial: the wildcard bind becomes loopback).
-    let peers = crate::discovery::cache::dir(&ca.dir);
-    let mut local_ad = ad.clone();
-    for a in &mut local_ad.addrs {
-        if a.ip().is_unspecified() {
-            a.set_ip(if a.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            });
-        }
-    }
-    crate::discovery::cache::remember(&peers, &local_ad);
+    let peers = remember_locally(&ca, &ad);
     info!(instance = %cfg.instance, namespace = %cfg.namespace, addr = %local, slots = cfg.slots,
           solvers = ?cfg.solvers, ca = %ad.ca_fingerprint, "worker ready");
     on_ready(local);
@@ -185,6 +172,38 @@ pub async fn run(
             move |conn| handle_connection(conn, sh.clone(), tr.clone()),
         ));
     }
+    serve(&endpoint, &shared, &tracker).await;
+    info!("shutting down: withdrawing advert");
+    crate::discovery::cache::forget(&peers, &shared.cfg.instance);
+    discovery.shutdown().await;
+    drain(&endpoint, &shared, tracker).await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    info!("worker stopped");
+    Ok(())
+}
+
+/// Remembers this worker for the next cold start of a client on this box (at
+/// an address a client there can dial: the wildcard bind becomes loopback);
+/// returns the directory, to forget it on exit.
+fn remember_locally(ca: &NamespaceCa, ad: &WorkerAd) -> PathBuf {
+    let peers = crate::discovery::cache::dir(&ca.dir);
+    let mut local_ad = ad.clone();
+    for a in &mut local_ad.addrs {
+        if a.ip().is_unspecified() {
+            let loopback: std::net::IpAddr = if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            a.set_ip(loopback);
+        }
+    }
+    crate::discovery::cache::remember(&peers, &local_ad);
+    peers
+}
+
+/// The accept loop: runs until the worker is told to stop or has been idle for `--idle-exit`.
+async fn serve(endpoint: &quinn::Endpoint, shared: &Arc<Shared>, tracker: &TaskTracker) {
     let idle_check = async {
         match shared.cfg.idle_exit {
             Some(limit) => loop {
@@ -226,9 +245,11 @@ pub async fn run(
             }
         }
     }
-    info!("shutting down: withdrawing advert");
-    crate::discovery::cache::forget(&peers, &shared.cfg.instance);
-    discovery.shutdown().await;
+}
+
+/// The shutdown order after the advert is withdrawn: stop accepting, let running
+/// jobs finish within the grace period, cancel the rest, close connections.
+async fn drain(endpoint: &quinn::Endpoint, shared: &Shared, tracker: TaskTracker) {
     shared.stop.cancel();
     endpoint.set_server_config(None);
     // Connection tasks stop accepting streams at `stop` and end at once; the
@@ -246,9 +267,6 @@ pub async fn run(
     shared.jobs.cancel();
     endpoint.close(0u32.into(), b"worker exiting");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
-    let _ = std::fs::remove_dir_all(&tmp);
-    info!("worker stopped");
-    Ok(())
 }
 
 async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>, tracker: TaskTracker) {
@@ -356,6 +374,8 @@ fn admit(req: &SolveRequest, shared: &Shared) -> Result<String, Response> {
     if let Ok(mut t) = shared.last_activity.lock() {
         *t = Instant::now();
     }
+    // Every field from the wire is checked here, before anything uses it.
+    req.validate().map_err(|e| failed(FailKind::Rejected, format!("bad request: {e}")))?;
     let solver_name = match &req.solver {
         Some(s) => match shared.cfg.solvers.iter().find(|n| n.eq_ignore_ascii_case(s)) {
             Some(n) => n.clone(),
