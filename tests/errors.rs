@@ -94,3 +94,57 @@ fn bad_flags_exit_2_and_help_teaches() {
         assert!(text.contains(needle), "`{needle}` missing from meshworker --help:\n{text}");
     }
 }
+
+#[test]
+fn models_that_would_give_a_wrong_answer_or_a_panic_are_answered_right_or_refused() {
+    let mut mesh = Mesh::new("hostile");
+    let addr = mesh.start_worker(&["--slots", "1"]).addr.clone();
+    let dir = mesh.home_path().to_path_buf();
+    // An integer optimum beyond 2^31: HiGHS finds it; microlp must refuse, never answer 2^31 - 1.
+    let big = dir.join("big.lp");
+    std::fs::write(&big, "Maximize\n obj: x\nSubject To\n c: x <= 3000000000\nGeneral\n x\nEnd\n").unwrap();
+    let bounded = dir.join("bounded.lp");
+    std::fs::write(
+        &bounded,
+        "Maximize\n obj: x\nSubject To\n c: x + y <= 5\nBounds\n x <= 3e9\nGeneral\n x\nEnd\n",
+    )
+    .unwrap();
+    for model in [&big, &bounded] {
+        for how in [vec!["--local"], vec!["--worker", &addr]] {
+            let mut args = how.clone();
+            args.extend(["--json", model.to_str().unwrap()]);
+            let out = mesh.run(&args);
+            let text =
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(!text.contains("2147483647"), "a clamped, wrong optimum: {}", show(&out));
+            assert!(!text.contains("panicked"), "{}", show(&out));
+            if out.status.code() == Some(0) {
+                let v = json_of(&out);
+                let want = if model == &big { 3e9 } else { 5.0 };
+                assert!(close(v["objective"].as_f64().unwrap(), want, 1e-9), "{}", show(&out));
+            } else {
+                assert!(text.contains("HiGHS"), "the refusal says what to use: {}", show(&out));
+            }
+        }
+    }
+    // Repeated (column, row) entries in MPS are merged, not a solver panic.
+    let dup = dir.join("dup.mps");
+    std::fs::write(
+        &dup,
+        "NAME dup\nROWS\n N obj\n G c1\nCOLUMNS\n    x obj 1 c1 1\n    x c1 2\nRHS\n    rhs c1 6\nENDATA\n",
+    )
+    .unwrap();
+    let out = mesh.run(&["--json", "--worker", &addr, dup.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(close(json_of(&out)["objective"].as_f64().unwrap(), 2.0, 1e-9), "3x >= 6: {}", show(&out));
+    // A number beyond f64 is a reader error with the file and line, before anything is sent.
+    let huge = dir.join("huge.lp");
+    std::fs::write(&huge, "Minimize\n obj: x\nSubject To\n c: x >= 1e400\nEnd\n").unwrap();
+    let out = mesh.run(&["--worker", &addr, huge.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("huge.lp:4: number `1e400` out of range"),
+        "{}",
+        show(&out)
+    );
+}

@@ -158,6 +158,9 @@ fn tokenize(s: &str, ln: usize, out: &mut VecDeque<(Tok, usize)>) -> Result<(), 
                 }
                 let t = &s[start..i];
                 match t.parse::<f64>() {
+                    Ok(v) if v.is_infinite() => {
+                        return Err(syntax(ln, format!("number `{t}` out of range (write inf for infinity)")))
+                    }
                     Ok(v) => out.push_back((Tok::Num(v), ln)),
                     Err(_) => return Err(syntax(ln, format!("malformed number `{t}`"))),
                 }

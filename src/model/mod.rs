@@ -98,6 +98,60 @@ impl Model {
         self.rows.iter().map(|r| r.coefs.len()).sum()
     }
 
+    /// Makes the model safe for every back-end: repeated (row, column) entries
+    /// are merged (summed, as the formats mean them), zero coefficients dropped;
+    /// a coefficient, cost or quadratic term that is not finite, or a NaN bound,
+    /// is refused naming the row and column.
+    ///
+    /// # Errors
+    /// A message naming the offending row and column.
+    pub fn normalize(&mut self) -> Result<(), String> {
+        for c in &self.cols {
+            if !c.cost.is_finite() {
+                return Err(format!("objective coefficient of `{}` is not finite", c.name));
+            }
+            if c.lower.is_nan()
+                || c.upper.is_nan()
+                || c.lower == f64::INFINITY
+                || c.upper == f64::NEG_INFINITY
+            {
+                return Err(format!("bounds of `{}` make no sense ([{}, {}])", c.name, c.lower, c.upper));
+            }
+        }
+        if !self.offset.is_finite() {
+            return Err("the objective constant is not finite".into());
+        }
+        for r in &mut self.rows {
+            if r.lower.is_nan()
+                || r.upper.is_nan()
+                || r.lower == f64::INFINITY
+                || r.upper == f64::NEG_INFINITY
+            {
+                return Err(format!("bounds of row `{}` make no sense ([{}, {}])", r.name, r.lower, r.upper));
+            }
+            if let Some(&(j, _)) = r.coefs.iter().find(|e| !e.1.is_finite()) {
+                let col = self.cols.get(j as usize).map_or("?", |c| c.name.as_str());
+                return Err(format!("coefficient of `{col}` in row `{}` is not finite", r.name));
+            }
+            if r.coefs.windows(2).any(|w| w[0].0 >= w[1].0) {
+                r.coefs.sort_by_key(|e| e.0);
+                r.coefs.dedup_by(|b, a| {
+                    if a.0 == b.0 {
+                        a.1 += b.1;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+            r.coefs.retain(|e| e.1 != 0.0);
+        }
+        if let Some(&(i, j, _)) = self.quad.iter().find(|q| !q.2.is_finite()) {
+            return Err(format!("quadratic coefficient of columns {i} and {j} is not finite"));
+        }
+        Ok(())
+    }
+
     /// Objective value of `x` (including the offset).
     pub fn objective_of(&self, x: &[f64]) -> f64 {
         self.offset
@@ -262,12 +316,31 @@ pub enum ModelError {
         /// What was found and what was expected.
         message: String,
     },
+    /// The model reads, but makes no sense (an infinite coefficient, NaN bounds); fix the file.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the row and column.
+        message: String,
+    },
     /// The file name says neither LP nor MPS.
     #[error("{path}: unknown model format; name it .lp, .mps (optionally .gz) or pass --format lp|mps")]
     UnknownFormat {
         /// The file.
         path: PathBuf,
     },
+}
+
+impl ModelError {
+    /// A reader's error with its file; line 0 means the whole model (normalisation).
+    fn from_parse(path: &Path, p: ParseError) -> Self {
+        if p.line == 0 {
+            ModelError::Invalid { path: path.to_path_buf(), message: p.message }
+        } else {
+            ModelError::Syntax { path: path.to_path_buf(), line: p.line, message: p.message }
+        }
+    }
 }
 
 /// A syntax error without the file name, which the caller adds.
@@ -314,9 +387,7 @@ pub fn read_file(path: &Path, format: Option<Format>) -> Result<Model, ModelErro
     let stem = model_stem(path);
     read_stream(stream, fmt, &stem).map_err(|e| match e {
         StreamError::Io(source) => ModelError::Io { path: path.to_path_buf(), source },
-        StreamError::Parse(p) => {
-            ModelError::Syntax { path: path.to_path_buf(), line: p.line, message: p.message }
-        }
+        StreamError::Parse(p) => ModelError::from_parse(path, p),
     })
 }
 
@@ -353,10 +424,13 @@ pub(crate) fn read_stream(
     fmt: Format,
     default_name: &str,
 ) -> Result<Model, StreamError> {
-    match fmt {
-        Format::Lp => lp::read(stream, default_name),
-        Format::Mps => mps::read(stream, default_name),
-    }
+    let mut m = match fmt {
+        Format::Lp => lp::read(stream, default_name)?,
+        Format::Mps => mps::read(stream, default_name)?,
+    };
+    // Every model is normalised before any back-end sees it.
+    m.normalize().map_err(|message| StreamError::Parse(ParseError { line: 0, message }))?;
+    Ok(m)
 }
 
 /// Parses a model held in memory (used by tests and small generated models).
@@ -366,9 +440,7 @@ pub(crate) fn read_stream(
 pub fn parse_str(text: &str, fmt: Format) -> Result<Model, ModelError> {
     read_stream(text.as_bytes(), fmt, "model").map_err(|e| match e {
         StreamError::Io(source) => ModelError::Io { path: PathBuf::from("<memory>"), source },
-        StreamError::Parse(p) => {
-            ModelError::Syntax { path: PathBuf::from("<memory>"), line: p.line, message: p.message }
-        }
+        StreamError::Parse(p) => ModelError::from_parse(Path::new("<memory>"), p),
     })
 }
 

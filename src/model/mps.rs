@@ -146,6 +146,9 @@ fn set_sense(model: &mut Model, word: &str, ln: usize) -> ParseResult<()> {
 
 fn number(tok: &str, ln: usize, what: &str) -> ParseResult<f64> {
     match parse_number(tok) {
+        Some(v) if v.is_infinite() && !tok.to_ascii_lowercase().contains("inf") => {
+            perr(ln, format!("number `{tok}` out of range for {what} (write 1e30 or inf for infinity)"))
+        }
         Some(v) if !v.is_nan() => Ok(v),
         _ => perr(ln, format!("expected a number for {what}, found `{tok}`")),
     }

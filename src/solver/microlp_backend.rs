@@ -54,10 +54,19 @@ impl Solver for MicroLp {
                 return Ok(answer(Status::Infeasible, None, Vec::new()));
             }
             let v = if c.integer {
-                let lo =
-                    if c.lower.is_finite() { c.lower.ceil().max(i32::MIN as f64) as i32 } else { i32::MIN };
-                let hi =
-                    if c.upper.is_finite() { c.upper.floor().min(i32::MAX as f64) as i32 } else { i32::MAX };
+                // microlp keeps integer bounds in i32: a finite bound beyond it would be
+                // silently clamped (a wrong optimum), so refuse the model instead.
+                let range = (i32::MIN as f64)..=(i32::MAX as f64);
+                if (c.lower.is_finite() && !range.contains(&c.lower.ceil()))
+                    || (c.upper.is_finite() && !range.contains(&c.upper.floor()))
+                {
+                    return Err(SolveError::BadOption(format!(
+                        "integer variable `{}` has a bound beyond ±2^31 ([{}, {}]), which microlp cannot represent; solve it with HiGHS (--solver highs)",
+                        c.name, c.lower, c.upper
+                    )));
+                }
+                let lo = if c.lower.is_finite() { c.lower.ceil() as i32 } else { i32::MIN };
+                let hi = if c.upper.is_finite() { c.upper.floor() as i32 } else { i32::MAX };
                 if lo > hi {
                     return Ok(answer(Status::Infeasible, None, Vec::new()));
                 }
@@ -112,6 +121,18 @@ impl Solver for MicroLp {
                                 (c.name.clone(), if c.integer { x.round() } else { x })
                             })
                             .collect();
+                        // An unbounded integer variable is held within i32 by microlp: a
+                        // value at that edge may be the clamp, not the optimum.
+                        if let Some((name, _)) = values
+                            .iter()
+                            .zip(&model.cols)
+                            .find(|((_, v), c)| c.integer && v.abs() >= i32::MAX as f64 - 0.5)
+                            .map(|(v, _)| v)
+                        {
+                            return Err(SolveError::BadOption(format!(
+                                "integer variable `{name}` reached microlp's limit of ±2^31; the answer could be wrong, so it is refused: solve it with HiGHS (--solver highs)"
+                            )));
+                        }
                         let x: Vec<f64> = values.iter().map(|v| v.1).collect();
                         let status = if proven && reason == TerminationReason::ProvenOptimal {
                             Status::Optimal

@@ -349,6 +349,7 @@ fn open_request(req: &ChildRequest) -> Result<(Box<dyn Solver>, model::Model), S
     let stream = model::open_stream(&req.model_path, req.gzip).map_err(|e| e.to_string())?;
     let m = model::read_stream(stream, req.format, "model").map_err(|e| match e {
         model::StreamError::Io(e) => format!("cannot read model: {e}"),
+        model::StreamError::Parse(p) if p.line == 0 => format!("model: {}", p.message),
         model::StreamError::Parse(p) => format!("model line {}: {}", p.line, p.message),
     })?;
     Ok((solver, m))
