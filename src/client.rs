@@ -122,6 +122,16 @@ pub enum ClientError {
         /// Text about adverts seen from other namespaces.
         seen: String,
     },
+    /// Workers answered, but none has the solver asked for.
+    #[error("{workers} worker(s) found, none has solver `{solver}` (they have {have}).\n  hint: choose one of those with --solver, or start a worker that has `{solver}` (HiGHS: build with `cargo build --release --features highs`)")]
+    NoSolver {
+        /// The solver asked for.
+        solver: String,
+        /// Workers seen.
+        workers: usize,
+        /// The solvers they have.
+        have: String,
+    },
     /// A worker could not be reached or refused us.
     #[error("{0}")]
     Connect(String),
@@ -331,6 +341,18 @@ impl Mesh {
             let _ = tokio::time::timeout(step.min(until - now), changed.changed()).await;
         }
         let found: Vec<WorkerAd> = self.workers().into_iter().filter(|w| w.has_solver(solver)).collect();
+        let visible = self.workers();
+        if let (true, Some(s), false) = (found.is_empty(), solver, visible.is_empty()) {
+            let mut have: Vec<String> =
+                visible.iter().flat_map(|w| w.solvers.iter().map(|x| x.name.clone())).collect();
+            have.sort();
+            have.dedup();
+            return Err(ClientError::NoSolver {
+                solver: s.to_string(),
+                workers: visible.len(),
+                have: have.join(", "),
+            });
+        }
         if found.is_empty() {
             let foreign = self.foreign.lock().map(|f| *f).unwrap_or(0);
             let problem = self.discovery.as_ref().and_then(|d| d.problem());

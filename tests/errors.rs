@@ -148,3 +148,33 @@ fn models_that_would_give_a_wrong_answer_or_a_panic_are_answered_right_or_refuse
         show(&out)
     );
 }
+
+#[test]
+fn asking_for_a_solver_no_worker_has_says_what_they_have() {
+    let mut mesh = Mesh::new("nosolver");
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.wait_for_workers(1);
+    let ks = examples().join("knapsack.lp");
+    let out = mesh.run(&["--solver", "gurobi", "--wait", "1s", ks.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 worker(s) found, none has solver `gurobi`"), "{err}");
+    assert!(err.contains("they have microlp") || err.contains("highs"), "{err}");
+}
+
+#[test]
+fn an_exported_ca_is_owner_only_even_over_an_existing_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let mesh = Mesh::new("export");
+    let file = mesh.home_path().join("ns.pem");
+    std::fs::write(&file, "old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = mesh.run(&["certs", "export", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    // Importing it under another namespace name warns that the two are now one.
+    let out =
+        mesh.cmd().args(["--namespace", "someone-else", "certs", "import"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("security boundary"), "{}", show(&out));
+}

@@ -124,7 +124,7 @@ pub(crate) fn read(stream: impl BufRead, default_name: &str) -> Result<Model, St
     }
     if section != Section::End {
         return Err(syntax(
-            lines.line,
+            lines.line.max(1),
             if saw_rows {
                 "file ends without ENDATA; is it truncated?"
             } else {

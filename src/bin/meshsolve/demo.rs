@@ -25,7 +25,12 @@ pub(crate) async fn demo(m: &MeshConfig) -> anyhow::Result<u8> {
     let cfg = local.client_config();
     let result = async {
         let mesh = Arc::new(Mesh::connect(cfg).await?);
-        let found = mesh.wait_for_workers(None, Duration::from_secs(10)).await?;
+        // Both workers were started: wait until both are seen (at most 10 s).
+        let mut found = mesh.wait_for_workers(None, Duration::from_secs(10)).await?;
+        while found.len() < 2 && t0.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            found = mesh.workers();
+        }
         println!(
             "demo: found {} worker(s) in {:.2}s: {}",
             found.len(),

@@ -102,7 +102,9 @@ pub(crate) async fn solve_one(path: &Path, d: &DropIn) -> Result<JobResult, Fail
         };
         let found = match found {
             Ok(f) => f,
-            Err(e @ ClientError::NoWorkers { .. }) => return Err(Failure::NoWorker(e.to_string())),
+            Err(e @ (ClientError::NoWorkers { .. } | ClientError::NoSolver { .. })) => {
+                return Err(Failure::NoWorker(e.to_string()))
+            }
             Err(e) => return Err(Failure::Setup(e.to_string())),
         };
         // Many single-model calls run at once (a script's threads): ask each worker
