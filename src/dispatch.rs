@@ -39,9 +39,12 @@ pub enum JobError {
     /// Every attempt failed (crashes, lost workers).
     #[error("{0}")]
     Failed(String),
-    /// Cancelled by the caller, Ctrl-C or the batch deadline.
+    /// Cancelled by the caller, Ctrl-C or the batch deadline while it ran.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// Cancelled before any worker started it.
+    #[error("not started: {0}")]
+    NotStarted(String),
     /// No worker able to run the job appeared in time.
     #[error("{0}")]
     NoWorker(String),
@@ -432,7 +435,11 @@ impl Actor {
             t.cancel();
         }
         if let Some(r) = d.reply.take() {
-            let err = JobError::Cancelled(reason.to_string());
+            let err = if d.run == 0 {
+                JobError::NotStarted(reason.to_string())
+            } else {
+                JobError::Cancelled(reason.to_string())
+            };
             let _ = self.events.send(Event::Failed { job, error: err.clone() });
             let _ = r.send(Err(err));
         }

@@ -160,8 +160,11 @@ fn ctrl_c_cancels_remote_solves_and_workers_keep_serving() {
         assert!(t.elapsed() < Duration::from_secs(3), "solver processes still running 3 s after Ctrl-C");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let st = client.wait().unwrap();
-    assert_eq!(st.code(), Some(130));
+    let out = client.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    // Four ran and were cancelled (failed); two never started, and the summary says so.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("6 model(s): 0 solved, 4 failed, 2 not started"), "{}", show(&out));
     let out = mesh.run(&["--json", examples().join("knapsack.lp").to_str().unwrap()]);
     assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
 }
@@ -261,4 +264,67 @@ fn a_new_worker_takes_jobs_and_a_stopped_one_drains() {
     let log = mesh.workers[0].log_text();
     let stop_at = log.find("shutting down").expect("worker logged its shutdown");
     assert!(!log[stop_at..].contains("solving"), "a draining worker started a new solve:\n{log}");
+}
+
+#[test]
+fn results_resume_by_canonical_path_and_content() {
+    let mut mesh = Mesh::new("resumekey");
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.wait_for_workers(1);
+    let models = mesh.home_path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(examples().join("knapsack.lp"), models.join("ks.lp")).unwrap();
+    std::fs::copy(examples().join("farmer/farmer.lp"), models.join("farmer.lp")).unwrap();
+    let out_dir = mesh.home_path().join("res");
+    let first = mesh.run(&["--quiet", "--out", out_dir.to_str().unwrap(), models.to_str().unwrap()]);
+    assert_eq!(first.status.code(), Some(0), "{}", show(&first));
+    // The same directory typed another way: nothing is solved again.
+    let other = format!("{}/./models/", mesh.home_path().display());
+    let again = mesh.run(&["--quiet", "--out", out_dir.to_str().unwrap(), &other]);
+    assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("2 of 2 model(s) already solved"),
+        "{}",
+        show(&again)
+    );
+    // An edited model is solved again; the other is not.
+    let edited = std::fs::read_to_string(models.join("ks.lp")).unwrap().replace("<= 14", "<= 9");
+    std::fs::write(models.join("ks.lp"), edited).unwrap();
+    let third = mesh.run(&["--quiet", "--out", out_dir.to_str().unwrap(), models.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&third.stderr).contains("1 of 2 model(s) already solved"),
+        "{}",
+        show(&third)
+    );
+    // Objectives read back exactly as they were written.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
+    let farmer = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"].as_str().unwrap().ends_with("farmer.lp"))
+        .unwrap();
+    assert_eq!(farmer["objective"].as_f64(), Some(-108390.0));
+}
+
+#[test]
+fn check_reads_models_without_solving() {
+    let mesh = Mesh::new("check");
+    let good = examples().join("knapsack.lp");
+    let out = mesh.run(&["check", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok: maximise, 1 rows, 4 columns (4 integer, 4 of them binary), 4 nonzeros"),
+        "{text}"
+    );
+    let bad = mesh.home_path().join("bad.lp");
+    std::fs::write(&bad, "Minimize\n obj: x +\nEnd\n").unwrap();
+    let out = mesh.run(&["check", good.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bad.lp:") && text.contains("2 model(s) read, 1 with errors"), "{text}");
+    let out = mesh.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }

@@ -170,6 +170,12 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Read and check models without solving them: the reader's errors, or a one-line
+    /// summary of each (rows, columns, integers, nonzeros). Exit 1 if any is bad.
+    Check {
+        /// Model files, directories or patterns, as for solving.
+        models: Vec<PathBuf>,
+    },
     /// Show, export or import your namespace's certificate authority.
     #[command(subcommand)]
     Certs(CertsCmd),

@@ -6,6 +6,7 @@ mod args;
 mod bench;
 mod cbc;
 mod certs_cmd;
+mod check;
 #[path = "../cli/mod.rs"]
 mod cli;
 mod demo;
@@ -82,6 +83,7 @@ async fn run(opts: Opts) -> anyhow::Result<u8> {
         Some(Cmd::Workers { json }) => workers::workers(m, json).await,
         Some(Cmd::Shutdown) => workers::shutdown(m).await,
         Some(Cmd::Certs(c)) => certs_cmd::certs_cmd(m, c),
+        Some(Cmd::Check { models }) => check::check(&models),
         Some(Cmd::Demo) => demo::demo(m).await,
         Some(Cmd::Collect { batch, until_done, json, out }) => {
             detached::collect(m, &batch, until_done, json, out).await

@@ -30,7 +30,7 @@ pub fn record_of(path: &Path, outcome: &Result<JobResult, JobError>) -> Record {
         },
         Err(e) => Record {
             model: path.to_string_lossy().into_owned(),
-            status: Outcome::Failed,
+            status: if matches!(e, JobError::NotStarted(_)) { Outcome::NotStarted } else { Outcome::Failed },
             objective: None,
             solver: String::new(),
             worker: String::new(),
@@ -104,8 +104,7 @@ pub fn report(a: &ReportOptions, models: &[PathBuf], records: &[Record]) -> std:
             ),
         };
     }
-    let failed = records.iter().filter(|r| r.error.is_some()).count();
-    let _ = writeln!(out, "{} model(s): {} solved, {} failed", records.len(), records.len() - failed, failed);
+    let _ = writeln!(out, "{}", summary_line(records));
     Ok(())
 }
 
@@ -298,4 +297,25 @@ pub fn write_output(out: &Path, r: &Record, json: &serde_json::Value) -> std::io
     };
     std::fs::write(out, text)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot write {}: {e}", out.display())))
+}
+
+/// The counts of a batch, told apart: an answer (optimal, feasible, infeasible,
+/// unbounded), a limit reached without a solution, a failure, never started.
+pub fn summary_line(records: &[Record]) -> String {
+    let count = |f: &dyn Fn(Outcome) -> bool| records.iter().filter(|r| f(r.status)).count();
+    let solved = count(&|s| {
+        matches!(s, Outcome::Optimal | Outcome::Feasible | Outcome::Infeasible | Outcome::Unbounded)
+    });
+    let no_solution = count(&|s| s == Outcome::TimeLimit);
+    let failed = count(&|s| matches!(s, Outcome::Failed | Outcome::Queued | Outcome::Running));
+    let not_started = count(&|s| s == Outcome::NotStarted);
+    let mut parts = vec![format!("{solved} solved")];
+    if no_solution > 0 {
+        parts.push(format!("{no_solution} stopped by the time limit without a solution"));
+    }
+    parts.push(format!("{failed} failed"));
+    if not_started > 0 {
+        parts.push(format!("{not_started} not started"));
+    }
+    format!("{} model(s): {}", records.len(), parts.join(", "))
 }

@@ -40,6 +40,8 @@ pub enum Outcome {
     TimeLimit,
     /// No answer: the job failed.
     Failed,
+    /// Never started: cancelled (Ctrl-C, deadline) while it waited for a slot.
+    NotStarted,
     /// Still waiting in the name server's queue.
     Queued,
     /// Still running on a worker of the name server.
@@ -79,6 +81,7 @@ impl Outcome {
             Outcome::Unbounded => "unbounded",
             Outcome::TimeLimit => "time_limit",
             Outcome::Failed => "failed",
+            Outcome::NotStarted => "not_started",
             Outcome::Queued => "queued",
             Outcome::Running => "running",
         }
@@ -88,7 +91,7 @@ impl Outcome {
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Optimal | Outcome::Feasible => 0,
-            Outcome::Failed | Outcome::Queued | Outcome::Running => 1,
+            Outcome::Failed | Outcome::NotStarted | Outcome::Queued | Outcome::Running => 1,
             Outcome::Infeasible => 3,
             Outcome::Unbounded => 4,
             Outcome::TimeLimit => 5,
@@ -140,6 +143,26 @@ pub struct Record {
 pub struct ResultDir {
     dir: PathBuf,
     names: HashMap<PathBuf, String>,
+    /// Per model: its canonical path and a hash of its content, so `models/` and
+    /// `./models` find the same results and an edited model is solved again.
+    keys: HashMap<PathBuf, String>,
+}
+
+/// The resume key of a model file: canonical path and content hash.
+fn key_of(model: &Path) -> String {
+    let canonical = std::fs::canonicalize(model).unwrap_or_else(|_| model.to_path_buf());
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    if let Ok(mut f) = std::fs::File::open(model) {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = std::io::Read::read(&mut f, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+        }
+    }
+    let h: String = ctx.finish().as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}#{h}", canonical.display())
 }
 
 impl ResultDir {
@@ -147,6 +170,7 @@ impl ResultDir {
     /// unique with a short hash of its path when two models share a stem.
     pub fn open(dir: &Path, models: &[PathBuf]) -> Result<Self, ResultsError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let keys: HashMap<PathBuf, String> = models.iter().map(|m| (m.clone(), key_of(m))).collect();
         let mut by_stem: HashMap<String, usize> = HashMap::new();
         for m in models {
             *by_stem.entry(meshsolve::model::model_stem(m)).or_default() += 1;
@@ -156,7 +180,9 @@ impl ResultDir {
             .map(|m| {
                 let stem = meshsolve::model::model_stem(m);
                 let name = if by_stem[&stem] > 1 {
-                    let d = ring::digest::digest(&ring::digest::SHA256, m.to_string_lossy().as_bytes());
+                    let canonical = std::fs::canonicalize(m).unwrap_or_else(|_| m.clone());
+                    let d =
+                        ring::digest::digest(&ring::digest::SHA256, canonical.to_string_lossy().as_bytes());
                     let h: String = d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
                     format!("{stem}-{h}")
                 } else {
@@ -165,7 +191,7 @@ impl ResultDir {
                 (m.clone(), name)
             })
             .collect();
-        Ok(ResultDir { dir: dir.to_path_buf(), names })
+        Ok(ResultDir { dir: dir.to_path_buf(), names, keys })
     }
 
     fn file_for(&self, model: &Path) -> PathBuf {
@@ -174,17 +200,29 @@ impl ResultDir {
     }
 
     /// The stored result of `model`, if a previous run finished it (failures are retried).
+    /// It matches by canonical path and content (or, for results written before keys, by the
+    /// path as typed).
     pub fn existing(&self, model: &Path) -> Option<Record> {
         let text = std::fs::read_to_string(self.file_for(model)).ok()?;
-        let r: Record = serde_json::from_str(&text).ok()?;
-        (r.model == model.to_string_lossy() && r.status != Outcome::Failed).then_some(r)
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let same = match v.get("key").and_then(|k| k.as_str()) {
+            Some(k) => Some(k) == self.keys.get(model).map(String::as_str),
+            None => v.get("model").and_then(|m| m.as_str()) == Some(&*model.to_string_lossy()),
+        };
+        let mut r: Record = serde_json::from_value(v).ok()?;
+        r.model = model.to_string_lossy().into_owned();
+        (same && !matches!(r.status, Outcome::Failed | Outcome::NotStarted)).then_some(r)
     }
 
     /// Writes one model's result (atomically: a temporary file, then a rename).
     pub fn write(&self, model: &Path, r: &Record) -> Result<(), ResultsError> {
         let path = self.file_for(model);
         let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(r).unwrap_or_default();
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        if let (Some(o), Some(k)) = (v.as_object_mut(), self.keys.get(model)) {
+            o.insert("key".into(), serde_json::Value::String(k.clone()));
+        }
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
         std::fs::write(&tmp, text).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))
     }
