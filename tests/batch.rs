@@ -144,7 +144,7 @@ fn ctrl_c_cancels_remote_solves_and_workers_keep_serving() {
     mesh.wait_for_workers(2);
     let dir = mesh.home_path().join("forever");
     slow_models(&dir, 6);
-    let mut client = mesh.spawn(&[dir.to_str().unwrap()]);
+    let client = mesh.spawn(&[dir.to_str().unwrap()]);
     let pids: Vec<u32> = mesh.workers.iter().map(|w| w.pid()).collect();
     let t = Instant::now();
     while pids.iter().map(|p| children_of(*p).len()).sum::<usize>() < 4 {
