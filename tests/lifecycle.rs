@@ -216,3 +216,15 @@ fn a_worker_saturated_by_solves_is_not_declared_dead() {
         assert!(matches!(r["status"].as_str(), Some("feasible" | "time_limit" | "optimal")), "{r}");
     }
 }
+
+#[test]
+fn a_worker_caps_the_time_of_jobs_that_ask_for_none() {
+    let mut mesh = Mesh::new("maxtime");
+    let addr = mesh.start_worker(&["--slots", "1", "--max-time-limit", "1s"]).addr.clone();
+    let model = hard_model(mesh.home_path());
+    // No --time-limit: without the worker's cap this runs forever.
+    let out = mesh.run(&["--json", "--worker", &addr, model.to_str().unwrap()]);
+    let v = json_of(&out);
+    assert!(matches!(v["status"].as_str(), Some("feasible" | "time_limit")), "{}", show(&out));
+    assert!(v["solve_seconds"].as_f64().unwrap() < 30.0, "{v}");
+}

@@ -211,6 +211,9 @@ fn a_detached_batch_is_solved_while_the_client_is_away() {
     for i in 0..5 {
         std::fs::copy(examples().join("knapsack.lp"), dir.join(format!("k{i}.lp"))).unwrap();
     }
+    // Two models with one stem in different directories stay two models.
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::copy(examples().join("knapsack.lp"), dir.join("sub/k0.lp")).unwrap();
     let out = client(home.path(), &ns, port).args(["--detach", dir.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let batch = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -236,9 +239,15 @@ fn a_detached_batch_is_solved_while_the_client_is_away() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v.len(), 5);
+    assert_eq!(v.len(), 6);
     assert!(v.iter().all(|r| r["status"] == "optimal" && r["objective"].as_f64() == Some(21.0)), "{v:?}");
+    assert!(v.iter().any(|r| r["model"].as_str().unwrap().ends_with("sub/k0.lp")), "{v:?}");
     assert!(home.path().join("res/summary.csv").exists());
+    let results = std::fs::read_dir(home.path().join("res"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('k'))
+        .count();
+    assert_eq!(results, 6, "one result file per model, even with a shared stem");
     // Another namespace cannot collect it.
     let other = unique_ns("other");
     make_ca(home.path(), &other);

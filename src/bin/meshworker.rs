@@ -53,6 +53,10 @@ struct Opts {
     /// more fails like a crash and is retried elsewhere, instead of starving the box.
     #[arg(long, value_name = "MIB")]
     solver_memory: Option<u64>,
+    /// Longest any job may solve here (e.g. `2h`): a job asking for more, or for no time
+    /// limit, gets this one and reports its best solution when it runs out. Default: no limit.
+    #[arg(long, value_name = "DURATION", value_parser = cli::parse_duration)]
+    max_time_limit: Option<Duration>,
     /// Register with this static name server (`meshns`), HOST[:PORT], as well as (or,
     /// with --no-mdns, instead of) advertising over mDNS. Defaults to PYRO_NS_HOSTNAME
     /// and PYRO_NS_PORT when set.
@@ -129,6 +133,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         solver_exe: std::env::current_exe().context("cannot find my own executable")?,
         max_model: worker::DEFAULT_MAX_MODEL,
         solver_memory: opts.solver_memory.map(|m| m << 20),
+        max_time_limit: opts.max_time_limit,
         name_server: opts.name_server.or_else(meshsolve::discovery::registry::from_env),
     };
     let discovery: Arc<dyn meshsolve::discovery::Discovery> = if opts.no_mdns {

@@ -58,6 +58,9 @@ pub struct WorkerConfig {
     pub max_model: u64,
     /// Address-space limit of each solver process, bytes.
     pub solver_memory: Option<u64>,
+    /// Longest a job may solve on this worker: a job asking for more, or for no
+    /// limit, gets this one (its owner's policy).
+    pub max_time_limit: Option<Duration>,
     /// A static name server to register with, `HOST[:PORT]`.
     pub name_server: Option<String>,
 }
@@ -361,6 +364,15 @@ async fn handle_stream(
     Ok(())
 }
 
+/// The job's options with the worker's time-limit policy applied.
+fn capped(options: &crate::protocol::SolveOptions, max: Option<Duration>) -> crate::protocol::SolveOptions {
+    let mut o = options.clone();
+    if let Some(max) = max.map(|m| m.as_secs_f64()) {
+        o.time_limit = Some(o.time_limit.map_or(max, |t| t.min(max)));
+    }
+    o
+}
+
 fn failed(kind: FailKind, message: impl Into<String>) -> Response {
     Response::Failed { kind, message: message.into() }
 }
@@ -481,7 +493,7 @@ async fn solve(
             format: req.format,
             gzip: req.gzip,
             solver: solver_name,
-            options: req.options.clone(),
+            options: capped(&req.options, shared.cfg.max_time_limit),
             resident: None,
         };
         let started = Instant::now();

@@ -18,7 +18,9 @@ pub(crate) async fn detach(m: &MeshConfig, models: &[PathBuf], opts: &JobOptions
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let batch = format!("b{}-{}", now.as_secs(), std::process::id());
     for p in models {
-        let header = Mesh::header(p, opts)?;
+        let mut header = Mesh::header(p, opts)?;
+        // The path as typed names the job, so `collect` tells apart models that share a stem.
+        header.name = p.display().to_string();
         mesh.submit_detached(&batch, p, &header).await?;
     }
     println!("{batch}");

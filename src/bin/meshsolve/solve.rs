@@ -16,6 +16,9 @@ use crate::cli;
 use crate::report::{record_of, report, Progress};
 use crate::results::{Record, ResultDir};
 
+/// After this long without a time limit, the user is told how to bound the solves.
+const LONG_SOLVE: Duration = Duration::from_secs(30);
+
 /// The exit code of a run: the highest of its models' codes.
 pub(crate) fn exit_code(records: &[Record]) -> u8 {
     records.iter().map(|r| r.status.exit_code()).max().unwrap_or(0)
@@ -85,6 +88,11 @@ pub(crate) async fn solve(m: &MeshConfig, a: &SolveConfig) -> anyhow::Result<u8>
         };
         tokio::pin!(deadline);
         let mut deadline_hit = false;
+        // Without a time limit some models never finish (market split with microlp):
+        // say so once, after half a minute, and how to stop or bound them.
+        let long_note = tokio::time::sleep(LONG_SOLVE);
+        tokio::pin!(long_note);
+        let mut noted = opts.solve.time_limit.is_some();
         while !handles.is_empty() {
             tokio::select! {
                 Some(ev) = events.recv() => progress.event(&ev),
@@ -92,6 +100,13 @@ pub(crate) async fn solve(m: &MeshConfig, a: &SolveConfig) -> anyhow::Result<u8>
                     interrupted = true;
                     progress.note("interrupted: cancelling running solves (Ctrl-C again to exit at once)");
                     queue.cancel_all("interrupted");
+                }
+                _ = &mut long_note, if !noted => {
+                    noted = true;
+                    progress.note(&format!(
+                        "note: still solving after {} s with no time limit; Ctrl-C stops, --time-limit 5m bounds each solve",
+                        LONG_SOLVE.as_secs()
+                    ));
                 }
                 _ = &mut deadline, if !deadline_hit => {
                     deadline_hit = true;
