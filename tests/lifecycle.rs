@@ -228,3 +228,57 @@ fn a_worker_caps_the_time_of_jobs_that_ask_for_none() {
     assert!(matches!(v["status"].as_str(), Some("feasible" | "time_limit")), "{}", show(&out));
     assert!(v["solve_seconds"].as_f64().unwrap() < 30.0, "{v}");
 }
+
+#[test]
+fn temp_dirs_are_private_and_a_dead_workers_are_cleaned_up() {
+    use std::os::unix::fs::PermissionsExt;
+    // A directory left by a worker that was SIGKILLed: its process is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let stale = std::env::temp_dir().join(format!("meshworker-{dead_pid}-65000"));
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("partial.lp"), "Minimize\n obj: x\n").unwrap();
+    let mut mesh = Mesh::new("tmpdirs");
+    let port = mesh.start_worker(&["--slots", "1"]).addr.rsplit(':').next().unwrap().to_string();
+    let pid = mesh.workers[0].pid();
+    assert!(!stale.exists(), "the dead worker's directory was left behind");
+    let own = std::env::temp_dir().join(format!("meshworker-{pid}-{port}"));
+    let mode = std::fs::metadata(&own).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "models in transit must be private");
+}
+
+#[test]
+fn a_worker_whose_log_reader_went_away_still_stops_on_sigterm() {
+    // `meshworker 2>&1 | head -1`: the reader of stderr exits after one line.
+    let mesh = Mesh::new("closedlog");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshworker"))
+        .args(["--namespace", &mesh.ns, "--interface", "lo", "--slots", "1"])
+        .env("MESHSOLVE_HOME", mesh.home_path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut first = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap()).read_line(&mut first).unwrap();
+    } // The pipe's read end is closed here.
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let t = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success() || st.code().is_some(), "{st:?}");
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("meshworker ignored SIGTERM after its log reader went away");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -127,9 +127,17 @@ pub async fn run(
     endpoint.set_default_client_config(crate::transport::client_config(&id)?);
     let local =
         endpoint.local_addr().map_err(|source| WorkerError::Io { what: "local address".into(), source })?;
+    remove_stale_temp_dirs();
     let tmp = std::env::temp_dir().join(format!("meshworker-{}-{}", std::process::id(), local.port()));
-    std::fs::create_dir_all(&tmp)
-        .map_err(|source| WorkerError::Io { what: format!("cannot create {}", tmp.display()), source })?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Models in transit are readable by this user only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|source| WorkerError::Io { what: format!("cannot create {}", tmp.display()), source })?;
+    }
 
     let infos = solver_infos(&cfg);
     let ad = WorkerAd {
@@ -183,6 +191,31 @@ pub async fn run(
     let _ = std::fs::remove_dir_all(&tmp);
     info!("worker stopped");
     Ok(())
+}
+
+/// Removes the temporary directories of workers that died without cleaning up
+/// (SIGKILL): `meshworker-PID-PORT` of this user whose process is gone.
+fn remove_stale_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let me = nix::unistd::getuid().as_raw();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("meshworker-").and_then(|r| r.split('-').next()) else { continue };
+        let Ok(pid) = pid.parse::<i32>() else { continue };
+        let ours = std::os::unix::fs::MetadataExt::uid(&match e.metadata() {
+            Ok(m) => m,
+            Err(_) => continue,
+        }) == me;
+        // Signal 0 probes for the process without touching it.
+        let alive = !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if ours && !alive && pid != std::process::id() as i32 {
+            debug!(dir = %name, "removing the temporary directory of a worker that is gone");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Remembers this worker for the next cold start of a client on this box (at
