@@ -110,7 +110,7 @@ pub struct QueueOptions {
 
 impl Default for QueueOptions {
     fn default() -> Self {
-        QueueOptions { max_attempts: 4, patience: Duration::from_secs(30) }
+        QueueOptions { max_attempts: 3, patience: Duration::from_secs(30) }
     }
 }
 

@@ -15,14 +15,14 @@
 //!
 //! | layer | module | what it owns |
 //! |---|---|---|
-//! | 0 | `model` | the `Model` (columns, rows, bounds), its streaming LP and MPS readers, `write_mps` |
+//! | 0 | `model` | the `Model` (columns, rows, bounds, quadratic terms), its streaming LP, MPS and AMPL NL readers, normalisation, `write_mps` |
 //! | 0 | `certs` | namespaces: names, home directory, the per-namespace CA, leaf identities |
 //! | 1 | `protocol` | the vocabulary: every wire message, `Solution`, `Status`, `SolveOptions`, `WorkerAd`, PH steps; the one frame codec |
 //! | 1 | `inputs` | model inputs as users name them: files, directories, patterns |
 //! | 2 | `schedule` | placement, queueing and retries as pure state (no I/O, no clock) |
 //! | 2 | `transport` | QUIC endpoints and TLS configs for workers, clients and name servers |
 //! | 2 | `solver` | the `Solver` trait, the back-ends, proximal subproblems, the child-process runner |
-//! | 3 | `discovery` | the `Discovery` trait, mDNS, the name-server lookup, the fan-out that merges them |
+//! | 3 | `discovery` | the `Discovery` trait, mDNS, the name-server lookup, remembered workers, the fan-out that merges them |
 //! | 4 | `worker` | the worker service: accept, admit, run solves in children, resident scenarios, register |
 //! | 4 | `client` | `Mesh`: the workers of a namespace, connections and relays, one request each |
 //! | 4 | `nameserver` | the `meshns` service: leases, relay, the detached-job queue |
