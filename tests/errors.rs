@@ -75,6 +75,33 @@ fn bad_flags_exit_2_and_help_teaches() {
     let mesh = Mesh::new("help");
     let out = mesh.run(&["--time-limit", "soon", "x.lp"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    // Every command-line mistake exits 2 and says what to type.
+    let ks = examples().join("knapsack.lp");
+    let ks = ks.to_str().unwrap();
+    for args in [
+        vec!["no-such-model.lp"],
+        vec!["--output", "x.txt", ks, ks.trim_end_matches("knapsack.lp")],
+        vec!["--namespace", "../etc", ks],
+        vec!["--time-limit", "99999999999999999999h", ks],
+        vec!["--mip-gap", "-1", ks],
+        vec!["check"],
+    ] {
+        let out = mesh.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", show(&out));
+    }
+    let out = std::process::Command::new(WORKER)
+        .args(["--slots", "0", "--namespace", &mesh.ns])
+        .env("MESHSOLVE_HOME", mesh.home_path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "meshworker --slots 0: {}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--slots 4"), "{}", show(&out));
+    // An empty model file is reported at line 1, not 0.
+    let empty = mesh.home_path().join("empty.mps");
+    std::fs::write(&empty, "").unwrap();
+    let out = mesh.run(&["check", empty.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("empty.mps:1:"), "{}", show(&out));
     let out = mesh.run(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in ["Exit codes", "infeasible", "--worker", "--json", "workers", "certs"] {

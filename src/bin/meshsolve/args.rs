@@ -95,7 +95,8 @@ pub(crate) struct SolveArgs {
     #[arg(long)]
     pub(crate) solver: Option<String>,
     /// Time limit per solve (e.g. 30s, 5m). A solve stopped by it reports its best solution.
-    #[arg(long, value_parser = cli::parse_duration)]
+    /// MESHSOLVE_TIME_LIMIT sets your default.
+    #[arg(long, env = "MESHSOLVE_TIME_LIMIT", value_parser = cli::parse_duration)]
     pub(crate) time_limit: Option<Duration>,
     /// Relative MIP gap at which a solve may stop (default 0: prove optimality).
     #[arg(long)]

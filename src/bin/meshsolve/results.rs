@@ -261,6 +261,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numbers_round_trip_exactly_through_result_files() {
+        let d = tempfile::tempdir().unwrap();
+        let model = d.path().join("m.lp");
+        std::fs::write(&model, "Minimize\n obj: x\nEnd\n").unwrap();
+        let store = ResultDir::open(&d.path().join("out"), std::slice::from_ref(&model)).unwrap();
+        let r = Record {
+            model: model.to_string_lossy().into_owned(),
+            status: Outcome::Optimal,
+            objective: Some(-464.75314285714285),
+            solver: "microlp 0.7".into(),
+            worker: "w".into(),
+            address: None,
+            solve_seconds: 0.1,
+            wall_seconds: 0.2,
+            attempts: 1,
+            error: None,
+            values: vec![("x".into(), 0.1 + 0.2)],
+        };
+        store.write(&model, &r).unwrap();
+        let back = store.existing(&model).unwrap();
+        assert_eq!(back.objective, Some(-464.75314285714285));
+        assert_eq!(back.values[0].1, 0.1 + 0.2);
+    }
+
+    #[test]
     fn result_dir_round_trip_and_unique_names() {
         let d = tempfile::tempdir().unwrap();
         let models = vec![PathBuf::from("x/a.lp"), PathBuf::from("y/a.lp"), PathBuf::from("b.mps")];
