@@ -127,3 +127,14 @@ fn public_instances_match_their_known_optima() {
     }
     assert_eq!(workers.len(), 2, "jobs should spread over both workers: {workers:?}");
 }
+
+#[test]
+fn the_demo_finds_both_workers_and_solves_the_farmer() {
+    let out = std::process::Command::new(CLIENT).arg("demo").env_remove("RUST_LOG").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("demo: starting 2 workers"), "{text}");
+    assert!(text.contains("demo: found 2 worker(s)"), "both started workers are found: {text}");
+    assert!(text.contains("-108390"), "{text}");
+    assert!(text.contains("demo: workers stopped"), "{text}");
+}
