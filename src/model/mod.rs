@@ -170,6 +170,24 @@ impl Model {
                 .sum::<f64>()
     }
 
+    /// Writes the model in free MPS to `NAME.mps` in a new private (0700) temporary
+    /// directory, removed when the returned guard is dropped: a model in transit
+    /// to a worker.
+    ///
+    /// # Errors
+    /// When the directory or the file cannot be written.
+    pub fn write_temp_mps(&self, name: &str) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
+        let dir = tempfile::Builder::new().prefix("meshsolve-").tempdir()?;
+        let safe: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .collect();
+        let path = dir.path().join(format!("{}.mps", if safe.is_empty() { "model" } else { &safe }));
+        let f = File::create(&path)?;
+        self.write_mps(&mut std::io::BufWriter::new(f))?;
+        Ok((dir, path))
+    }
+
     /// Writes the model in free MPS; readers of this crate and every common solver take it.
     ///
     /// # Errors

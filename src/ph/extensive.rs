@@ -63,17 +63,9 @@ pub async fn solve_extensive(
         })
         .collect();
     let ef = extensive_form(&models, &nonants);
-    let dir = tempfile_dir()?;
-    let path = dir.join(format!("{}-ef.mps", spec.name));
-    let written = std::fs::File::create(&path).and_then(|f| ef.write_mps(&mut std::io::BufWriter::new(f)));
-    let solved = match written {
-        Ok(()) => {
-            let job = JobOptions { solver, prechecked: true, ..Default::default() };
-            solve_file(mesh, &path, &job).await.map_err(ExtensiveError::from)
-        }
-        Err(e) => Err(e.into()),
-    };
-    let _ = std::fs::remove_dir_all(&dir);
+    let (_dir, path) = ef.write_temp_mps(&format!("{}-ef", spec.name))?;
+    let job = JobOptions { solver, prechecked: true, ..Default::default() };
+    let solved = solve_file(mesh, &path, &job).await.map_err(ExtensiveError::from);
     let r = solved?;
     // The extensive form minimises; report in the scenarios' own sense.
     let sign = if models.first().is_some_and(|(m, _)| m.sense == Sense::Maximize) { -1.0 } else { 1.0 };
@@ -83,19 +75,4 @@ pub async fn solve_extensive(
         seconds: t.elapsed().as_secs_f64(),
         worker: r.worker,
     })
-}
-
-/// A private directory for the extensive form's file.
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for n in 0u32..1000 {
-        let dir = base.join(format!("meshsolve-ef-{}-{n}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no free temporary directory name"))
 }

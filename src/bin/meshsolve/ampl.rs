@@ -265,14 +265,11 @@ async fn solve(p: &NlProblem, base: &str, d: &DropIn) -> Result<(String, Option<
         d.job.solver = Some("highs".into());
     }
     let d = &d;
-    let dir = private_dir().map_err(|e| Failure::Setup(format!("cannot make a temporary directory: {e}")))?;
-    let path = dir.join(format!("{}.mps", sanitize(&tm.name)));
-    let written = std::fs::File::create(&path).and_then(|f| tm.write_mps(&mut std::io::BufWriter::new(f)));
-    let result = match written {
-        Ok(()) => dropin::solve_one(&path, d).await,
+    let result = match tm.write_temp_mps(&tm.name) {
+        // The directory lives until the solve has answered.
+        Ok((_dir, path)) => dropin::solve_one(&path, d).await,
         Err(e) => Err(Failure::Setup(format!("cannot write the model for the worker: {e}"))),
     };
-    let _ = std::fs::remove_dir_all(&dir);
     let r = result?;
     let sol = &r.solution;
     let where_ = format!("{} on worker {} in {:.3} s", sol.solver, r.worker, sol.solve_seconds);
@@ -304,32 +301,6 @@ async fn solve(p: &NlProblem, base: &str, d: &DropIn) -> Result<(String, Option<
         }
     };
     Ok((format!("{VERSION_LINE}: {text}\n{where_}"), answer, code))
-}
-
-/// A file-name-safe form of a model name.
-fn sanitize(name: &str) -> String {
-    let s: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    if s.is_empty() {
-        "model".into()
-    } else {
-        s
-    }
-}
-
-/// A directory only this user can read, for the model file in transit.
-fn private_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for n in 0u32..1000 {
-        let dir = base.join(format!("meshsolve-nl-{}-{n}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no free temporary directory name"))
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
     if call.maximize && model.sense != Sense::Maximize {
         // `-max` on a file written as a minimisation: send the flipped model.
         model.sense = Sense::Maximize;
-        match write_temp(&model) {
+        match model.write_temp_mps("model") {
             Ok((dir, path)) => {
                 to_send = path;
                 temp = Some(dir);
@@ -133,9 +133,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
         }
     };
     let outcome = rt.block_on(dropin::solve_one(&to_send, &call.drop_in));
-    if let Some(dir) = temp {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    drop(temp);
     let (status_line, sol) = match &outcome {
         Ok(r) => (status_line(&r.solution), Some((&model, &r.solution))),
         Err(f) => {
@@ -202,26 +200,6 @@ fn write(path: &Path, status: &str, sol: Option<(&Model, &Solution)>) -> std::io
     let tmp = path.with_extension("sol.tmp");
     std::fs::File::create(&tmp).and_then(|mut f| f.write_all(out.as_bytes()))?;
     std::fs::rename(&tmp, path)
-}
-
-/// Writes `m` to a private temporary directory; returns the directory and file.
-fn write_temp(m: &Model) -> std::io::Result<(PathBuf, PathBuf)> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for n in 0u32..1000 {
-        let dir = base.join(format!("meshsolve-cbc-{}-{n}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {
-                let path = dir.join("model.mps");
-                let f = std::fs::File::create(&path)?;
-                m.write_mps(&mut std::io::BufWriter::new(f))?;
-                return Ok((dir, path));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no free temporary directory name"))
 }
 
 #[cfg(test)]
