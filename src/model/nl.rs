@@ -570,18 +570,6 @@ impl<'h> Segments<'h> {
             row.lower -= c;
             row.upper -= c;
         }
-        // Merge repeated entries of one column in one row.
-        for row in &mut m.rows {
-            row.coefs.sort_by_key(|&(j, _)| j);
-            row.coefs.dedup_by(|b, a| {
-                if a.0 == b.0 {
-                    a.1 += b.1;
-                    true
-                } else {
-                    false
-                }
-            });
-        }
         m.sense = self.sense.unwrap_or(Sense::Minimize);
         m.offset = self.objective.c;
         for (&j, &v) in &self.objective.lin {
@@ -593,6 +581,8 @@ impl<'h> Segments<'h> {
                 m.quad.push((i as u32, j as u32, if i == j { 2.0 * v } else { v }));
             }
         }
+        // Repeated entries merged, non-finite values refused: as for every reader.
+        self.m.normalize()?;
         Ok((self.m, self.initial))
     }
 }

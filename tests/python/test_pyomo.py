@@ -40,6 +40,19 @@ def small_lp(sense=pyo.minimize):
     return m
 
 
+def market_split_model():
+    """The shipped market-split instance in Pyomo: runs until its time limit."""
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(range(36), domain=pyo.Binary)
+    m.sp = pyo.Var(range(4), within=pyo.NonNegativeReals)
+    m.sn = pyo.Var(range(4), within=pyo.NonNegativeReals)
+    m.obj = pyo.Objective(expr=sum(m.sp[i] + m.sn[i] for i in range(4)))
+    m.c = pyo.ConstraintList()
+    for i, (a, b) in enumerate(market_split()):
+        m.c.add(sum(a[j] * m.x[j] for j in range(36)) + m.sp[i] - m.sn[i] == b)
+    return m
+
+
 def test_version_probe_and_availability(lab):
     out = subprocess.run(["meshsolve", "-v"], capture_output=True, text=True, timeout=10)
     assert out.returncode == 0 and out.stdout.startswith("meshsolve "), out
@@ -232,14 +245,7 @@ def test_killing_the_python_process_stops_the_remote_solve(lab, tmp_path):
 def test_pyomo_time_limit_kill_stops_the_remote_solve(lab):
     # Pyomo's own time limit kills the solver executable with SIGKILL; the worker
     # then notices the lost connection (QUIC idle timeout, 1.2 s) and kills the solve.
-    m = pyo.ConcreteModel()
-    m.x = pyo.Var(range(36), domain=pyo.Binary)
-    m.sp = pyo.Var(range(4), within=pyo.NonNegativeReals)
-    m.sn = pyo.Var(range(4), within=pyo.NonNegativeReals)
-    m.obj = pyo.Objective(expr=sum(m.sp[i] + m.sn[i] for i in range(4)))
-    m.c = pyo.ConstraintList()
-    for i, (a, b) in enumerate(market_split()):
-        m.c.add(sum(a[j] * m.x[j] for j in range(36)) + m.sp[i] - m.sn[i] == b)
+    m = market_split_model()
     with pytest.raises(Exception):
         pyo.SolverFactory("meshsolve").solve(m, timelimit=1, options={"subsolver": "microlp", "time_limit": 300})
     deadline = time.time() + 5
