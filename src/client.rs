@@ -489,12 +489,16 @@ impl Mesh {
         ad: &WorkerAd,
         patience: Duration,
     ) -> Result<(quinn::Connection, SocketAddr), ClientError> {
-        let mut last = ClientError::Connect("worker has no address".into());
-        let mut addrs: Vec<SocketAddr> = ad.best_addr().into_iter().collect();
-        addrs.extend(ad.addrs.iter().filter(|a| Some(**a) != ad.best_addr()));
-        for addr in addrs {
-            let made = self
-                .conns
+        // Every address in order of preference, each started 250 ms after the one
+        // before unless that one already failed ("happy eyeballs"): an address that
+        // does not route (a container bridge, a link-local one) costs a quarter
+        // second, not the whole patience.
+        let addrs = ad.addrs_by_preference();
+        if addrs.is_empty() {
+            return Err(ClientError::Connect(format!("worker {} advertises no address", ad.instance)));
+        }
+        let attempt = |addr: SocketAddr| async move {
+            self.conns
                 .get_or_connect(addr, || async {
                     let connecting = self
                         .endpoint
@@ -513,13 +517,35 @@ impl Mesh {
                         ))),
                     }
                 })
-                .await;
-            match made {
-                Ok(conn) => return Ok((conn, addr)),
-                Err(e) => last = e,
+                .await
+                .map(|c| (c, addr))
+        };
+        use futures_util::StreamExt;
+        let mut pending = addrs.into_iter();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let mut last = None;
+        loop {
+            if let Some(addr) = pending.next() {
+                running.push(attempt(addr));
+            }
+            let more = pending.len() > 0;
+            let next = if more {
+                match tokio::time::timeout(Duration::from_millis(250), running.next()).await {
+                    Ok(next) => next,
+                    Err(_) => continue,
+                }
+            } else {
+                running.next().await
+            };
+            match next {
+                Some(Ok(made)) => return Ok(made),
+                Some(Err(e)) => last = Some(e),
+                None if !more => break,
+                None => {}
             }
         }
-        Err(last)
+        Err(last
+            .unwrap_or_else(|| ClientError::Connect(format!("worker {} could not be reached", ad.instance))))
     }
 
     /// Asks a worker for its state.

@@ -182,6 +182,9 @@ impl Lab {
         assert!(out.status.success(), "iptables {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Drops IPv4 multicast only, as many switches do: mDNS over IPv6 still
+    /// flows and brings link-local addresses, which must not displace the
+    /// IPv4 ones the name server knows.
     fn block_multicast(&self, i: usize) {
         self.iptables(i, &["-A", "OUTPUT", "-d", "224.0.0.0/4", "-j", "DROP"]);
         self.iptables(i, &["-A", "INPUT", "-d", "224.0.0.0/4", "-j", "DROP"]);

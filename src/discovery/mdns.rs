@@ -89,6 +89,17 @@ fn encode(ad: &WorkerAd) -> Vec<(String, String)> {
     ]
 }
 
+/// Where to reach an advertised address. A link-local IPv6 address means
+/// nothing without the interface it was seen on, so it keeps that as its scope.
+fn socket_addr(a: &mdns_sd::ScopedIp, port: u16) -> SocketAddr {
+    match a {
+        mdns_sd::ScopedIp::V6(v6) if v6.addr().segments()[0] & 0xffc0 == 0xfe80 => {
+            SocketAddr::V6(std::net::SocketAddrV6::new(*v6.addr(), port, 0, v6.scope_id().index))
+        }
+        other => SocketAddr::new(other.to_ip_addr(), port),
+    }
+}
+
 /// Decodes TXT properties; `None` when a required one is missing or malformed.
 pub fn decode(
     instance: &str,
@@ -162,7 +173,7 @@ impl Discovery for Mdns {
                     ServiceEvent::ServiceResolved(svc) => {
                         let instance = instance_of(&svc.fullname);
                         let mut addrs: Vec<SocketAddr> =
-                            svc.addresses.iter().map(|a| SocketAddr::new(a.to_ip_addr(), svc.port)).collect();
+                            svc.addresses.iter().map(|a| socket_addr(a, svc.port)).collect();
                         addrs.sort();
                         let props = &svc.txt_properties;
                         match decode(&instance, addrs, |k| props.get_property_val_str(k).map(str::to_string))

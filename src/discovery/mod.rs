@@ -13,6 +13,7 @@ pub mod registry;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -107,8 +108,9 @@ impl Discovery for Off {
 
 /// Several back-ends as one: announces to all, and merges what they see. An
 /// instance seen by several sources is one worker: the advert of the first
-/// source (in the order given) that sees it, with a relay from any source that
-/// offers one; it is down only when every source has lost it.
+/// source (in the order given) that sees it, with the addresses of every source
+/// (the first source's first) and a relay from any source that offers one; it is
+/// down only when every source has lost it.
 pub struct Discoveries {
     sources: Vec<Box<dyn Discovery>>,
     cancel: CancellationToken,
@@ -141,8 +143,14 @@ impl Merge {
             DiscoveryEvent::Down(_) => None,
         };
         let relay = slots.iter().flatten().find_map(|a| a.relay);
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for a in slots.iter().flatten().flat_map(|ad| &ad.addrs) {
+            if !addrs.contains(a) {
+                addrs.push(*a);
+            }
+        }
         match slots.iter().flatten().next() {
-            Some(first) => DiscoveryEvent::Up(WorkerAd { relay, ..first.clone() }),
+            Some(first) => DiscoveryEvent::Up(WorkerAd { relay, addrs, ..first.clone() }),
             None => {
                 self.by_instance.remove(&instance);
                 DiscoveryEvent::Down(instance)
@@ -245,10 +253,33 @@ mod tests {
         // mDNS (source 0) then sees it: mDNS addresses, the name server's relay.
         let DiscoveryEvent::Up(a) = m.apply(0, 2, DiscoveryEvent::Up(ad("w", 1, None))) else { panic!() };
         assert_eq!((a.addrs[0].port(), a.relay.map(|r| r.port())), (1, Some(9)));
+        // ... and keeps the name server's addresses after its own.
+        assert_eq!(a.addrs.iter().map(|a| a.port()).collect::<Vec<_>>(), [1, 2]);
         // One source loses it: still up.
         assert!(matches!(m.apply(0, 2, DiscoveryEvent::Down("w".into())), DiscoveryEvent::Up(_)));
         // Both lost it: down.
         assert!(matches!(m.apply(1, 2, DiscoveryEvent::Down("w".into())), DiscoveryEvent::Down(_)));
         assert!(m.by_instance.is_empty());
+    }
+
+    #[test]
+    fn a_link_local_advert_does_not_displace_a_routable_address() {
+        let mut m = Merge::default();
+        let _ = m.apply(
+            1,
+            2,
+            DiscoveryEvent::Up(WorkerAd {
+                addrs: vec!["10.0.0.2:7".parse().unwrap()],
+                ..ad("w", 0, Some(9))
+            }),
+        );
+        let ll: SocketAddr = "[fe80::1%3]:7".parse().unwrap();
+        let DiscoveryEvent::Up(a) =
+            m.apply(0, 2, DiscoveryEvent::Up(WorkerAd { addrs: vec![ll], ..ad("w", 0, None) }))
+        else {
+            panic!()
+        };
+        assert_eq!(a.best_addr(), Some("10.0.0.2:7".parse().unwrap()));
+        assert_eq!(a.addrs_by_preference()[1], ll);
     }
 }

@@ -421,7 +421,21 @@ impl WorkerAd {
 
     /// Address to dial: IPv4 first (loopback and LANs), then IPv6.
     pub fn best_addr(&self) -> Option<SocketAddr> {
-        self.addrs.iter().find(|a| a.is_ipv4()).or_else(|| self.addrs.first()).copied()
+        self.addrs_by_preference().into_iter().next()
+    }
+
+    /// Every address, best first: IPv4, then routable IPv6, then link-local IPv6
+    /// (usable only with its scope), each group in advertised order.
+    pub fn addrs_by_preference(&self) -> Vec<SocketAddr> {
+        let rank = |a: &SocketAddr| match a {
+            SocketAddr::V4(_) => 0,
+            SocketAddr::V6(v6) if v6.ip().segments()[0] & 0xffc0 != 0xfe80 => 1,
+            SocketAddr::V6(v6) if v6.scope_id() != 0 => 2,
+            SocketAddr::V6(_) => 3,
+        };
+        let mut out = self.addrs.clone();
+        out.sort_by_key(rank);
+        out
     }
 }
 
