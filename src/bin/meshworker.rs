@@ -42,9 +42,24 @@ struct Opts {
     /// e.g. `--interface eth0`); default every interface.
     #[arg(long = "interface", short = 'i', env = "MESHSOLVE_INTERFACE", value_delimiter = ',')]
     interfaces: Vec<String>,
-    /// Solvers to offer, best first (repeatable or comma-separated) [default: all in this build].
-    #[arg(long = "solver", value_delimiter = ',')]
+    /// Offer only these solvers (repeatable or comma-separated), e.g. `--solvers cbc,gurobi`
+    /// [default: every solver this box has; see --list-solvers]. Names: gurobi, cplex,
+    /// xpress, highs, scip, cbc, glpk, microlp.
+    #[arg(long = "solvers", alias = "solver", value_delimiter = ',', value_name = "NAMES")]
     solvers: Vec<String>,
+    /// Run solver NAME from this executable instead of looking on PATH (repeatable),
+    /// e.g. `--solver-path cbc=/opt/coin/bin/cbc`. Command-line editions meshsolve
+    /// drives: cbc, glpk (glpsol), highs.
+    #[arg(long = "solver-path", value_name = "NAME=EXE", value_parser = parse_solver_path)]
+    solver_paths: Vec<(solver::Kind, PathBuf)>,
+    /// The Python whose solver modules (gurobipy, cplex, xpress, highspy, pyscipopt)
+    /// this worker uses [default: the first python3 on PATH]; `--python ''` uses none.
+    #[arg(long, value_name = "PATH", env = "MESHSOLVE_PYTHON")]
+    python: Option<PathBuf>,
+    /// Print the solvers this box has, how each is run and why others were not
+    /// found, then exit.
+    #[arg(long)]
+    list_solvers: bool,
     /// Limit a solver to fewer slots than the worker has, NAME=N (repeatable or comma-separated),
     /// e.g. `--solver-slots cplex=2` on a box with 8 cores and 2 CPLEX licences.
     #[arg(long = "solver-slots", value_delimiter = ',', value_parser = parse_solver_slots)]
@@ -88,6 +103,18 @@ fn parse_solver_slots(s: &str) -> Result<(String, u32), String> {
     Ok((k.trim().to_ascii_lowercase(), n))
 }
 
+fn parse_solver_path(s: &str) -> Result<(solver::Kind, PathBuf), String> {
+    let (k, v) =
+        s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=EXE (e.g. cbc=/opt/coin/bin/cbc)"))?;
+    let kind = solver::Kind::parse(k).ok_or_else(|| format!("`{k}` is not a solver meshsolve knows"))?;
+    if kind.executable().is_none() {
+        return Err(format!(
+            "meshsolve runs {kind} through its Python module, not an executable (see --python)"
+        ));
+    }
+    Ok((kind, PathBuf::from(v)))
+}
+
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == solver::process::CHILD_FLAG) {
         return ExitCode::from(solver::process::child_main() as u8);
@@ -111,10 +138,34 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     if slots == 0 {
         return Err(cli::Usage("--slots must be at least 1 (e.g. --slots 4)".into()).into());
     }
-    let solvers = if opts.solvers.is_empty() { worker::default_solvers() } else { opts.solvers };
-    for s in &solvers {
-        solver::by_name(s).map_err(|e| cli::Usage(format!("{e} (--solver NAME)")))?;
+    let mut only = Vec::new();
+    for s in &opts.solvers {
+        only.push(solver::Kind::parse(s).ok_or_else(|| {
+            cli::Usage(format!(
+                "unknown solver `{s}` (--solvers takes: {})",
+                solver::Kind::ALL.map(|k| k.as_str()).join(", ")
+            ))
+        })?);
     }
+    let found = solver::detect(&solver::DetectConfig {
+        paths: opts.solver_paths,
+        python: opts.python,
+        only: only.clone(),
+    });
+    if opts.list_solvers {
+        print!("{}", found.report());
+        return Ok(());
+    }
+    for k in &only {
+        if found.get(*k).is_none() {
+            anyhow::bail!("solver {k} is not usable on this box: {}", found.why_not(*k));
+        }
+    }
+    if found.found.is_empty() {
+        anyhow::bail!("no solver found on this box (see meshworker --list-solvers)");
+    }
+    tracing::debug!(ms = found.elapsed.as_secs_f64() * 1000.0, "solvers detected");
+    let solvers = found.found;
     let bind = SocketAddr::new(opts.bind, opts.port);
     let probe = std::net::UdpSocket::bind(bind)
         .with_context(|| format!("cannot bind UDP {bind}; is the port in use?"))?;

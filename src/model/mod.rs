@@ -88,6 +88,33 @@ impl Model {
         }
     }
 
+    /// The same problem as an external solver should read it: a minimisation
+    /// with columns named `C0, C1, …` and rows `R0, R1, …` (safe in every MPS
+    /// reader, whatever the original names were) and no constant term. The
+    /// objective of this model is `sign · objective(copy) + self.offset`.
+    pub fn for_external(&self) -> (Model, f64) {
+        let sign = if self.sense == Sense::Maximize { -1.0 } else { 1.0 };
+        let copy = Model {
+            name: "meshsolve".into(),
+            sense: Sense::Minimize,
+            offset: 0.0,
+            cols: self
+                .cols
+                .iter()
+                .enumerate()
+                .map(|(j, c)| Column { name: format!("C{j}"), cost: sign * c.cost, ..c.clone() })
+                .collect(),
+            rows: self
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Row { name: format!("R{i}"), ..r.clone() })
+                .collect(),
+            quad: self.quad.iter().map(|&(i, j, q)| (i, j, sign * q)).collect(),
+        };
+        (copy, sign)
+    }
+
     /// Number of integer columns.
     pub fn num_integers(&self) -> usize {
         self.cols.iter().filter(|c| c.integer).count()
@@ -219,7 +246,7 @@ impl Model {
         for (j, c) in self.cols.iter().enumerate() {
             if c.integer != in_int {
                 let m = if c.integer { "INTORG" } else { "INTEND" };
-                writeln!(out, "    MARKER MARKER {m}")?;
+                writeln!(out, "    MARKER 'MARKER' '{m}'")?;
                 in_int = c.integer;
             }
             if c.cost != 0.0 {
@@ -233,7 +260,7 @@ impl Model {
             }
         }
         if in_int {
-            writeln!(out, "    MARKER MARKER INTEND")?;
+            writeln!(out, "    MARKER 'MARKER' 'INTEND'")?;
         }
         writeln!(out, "RHS")?;
         if self.offset != 0.0 {

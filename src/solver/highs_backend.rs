@@ -15,7 +15,7 @@ pub struct Highs;
 const VERSION: &str = "1.16.0";
 
 impl Solver for Highs {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "highs"
     }
 

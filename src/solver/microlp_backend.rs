@@ -14,7 +14,7 @@ pub struct MicroLp;
 const VERSION: &str = "0.7";
 
 impl Solver for MicroLp {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "microlp"
     }
 

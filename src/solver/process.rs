@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::proximal;
-use super::{by_name, Solution, SolveOptions, Solver};
+use super::{Available, Solution, SolveError, SolveOptions, Solver};
 use crate::model::{self, Format};
 use crate::protocol::frame::{read_msg_blocking, write_msg_blocking};
 use crate::protocol::{Step, StepReply};
@@ -40,8 +40,8 @@ pub struct ChildRequest {
     pub format: Format,
     /// Whether it is gzip-compressed.
     pub gzip: bool,
-    /// Solver name.
-    pub solver: String,
+    /// The solver, and how to run it.
+    pub solver: Available,
     /// Job options.
     pub options: SolveOptions,
     /// For a resident scenario (progressive hedging): the first-stage variable
@@ -59,8 +59,35 @@ pub struct ResidentReady {
     pub quadratic: bool,
 }
 
-/// What the child answers: a solution or a message.
-pub type ChildReply = Result<Solution, String>;
+/// What the child answers: a solution or why there is none.
+pub type ChildReply = Result<Solution, ChildFailure>;
+
+/// Why a child has no solution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ChildFailure {
+    /// The model or options are at fault (or exceed the solver's licence): do not retry.
+    Rejected(String),
+    /// The solver gave up; another worker or solver may succeed.
+    SolverFailed(String),
+    /// No licence was free: the job may run later or elsewhere.
+    NoLicence(String),
+    /// The solver is no longer installed on this box.
+    Missing(String),
+}
+
+impl From<SolveError> for ChildFailure {
+    fn from(e: SolveError) -> Self {
+        let text = e.to_string();
+        match e {
+            SolveError::Failed { .. } => ChildFailure::SolverFailed(text),
+            SolveError::NoLicence { .. } => ChildFailure::NoLicence(text),
+            SolveError::Missing { .. } => ChildFailure::Missing(text),
+            SolveError::Unknown(..) | SolveError::BadOption(_) | SolveError::SizeLimit { .. } => {
+                ChildFailure::Rejected(text)
+            }
+        }
+    }
+}
 
 /// Why a child run gave no solution.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +109,15 @@ pub enum RunError {
     /// The model could not be read, or the solver refused it. Retrying will not help.
     #[error("{0}")]
     Rejected(String),
+    /// The solver gave up on this model; another solver or worker may succeed.
+    #[error("{0}")]
+    SolverFailed(String),
+    /// No licence of the solver was free.
+    #[error("{0}")]
+    NoLicence(String),
+    /// The solver is no longer installed on this box.
+    #[error("{0}")]
+    Missing(String),
     /// The child could not be started or talked to.
     #[error("cannot run solver process: {0}")]
     Io(#[from] std::io::Error),
@@ -151,7 +187,12 @@ pub async fn run(
     }
     let reply: ChildReply = ciborium::from_reader(out.as_slice())
         .map_err(|e| RunError::Crashed { status: format!("unreadable reply: {e}"), stderr: String::new() })?;
-    reply.map_err(RunError::Rejected)
+    reply.map_err(|f| match f {
+        ChildFailure::Rejected(m) => RunError::Rejected(m),
+        ChildFailure::SolverFailed(m) => RunError::SolverFailed(m),
+        ChildFailure::NoLicence(m) => RunError::NoLicence(m),
+        ChildFailure::Missing(m) => RunError::Missing(m),
+    })
 }
 
 fn kill_group(pid: Option<i32>) {
@@ -240,7 +281,7 @@ impl ResidentHost {
             model_path: PathBuf::new(),
             format: Format::Lp,
             gzip: false,
-            solver: String::new(),
+            solver: Available::builtin().remove(0),
             options: SolveOptions::default(),
             resident: Some(Vec::new()),
         };
@@ -345,7 +386,7 @@ struct Loaded {
 
 /// The solver and the model a request names.
 fn open_request(req: &ChildRequest) -> Result<(Box<dyn Solver>, model::Model), String> {
-    let solver = by_name(&req.solver).map_err(|e| e.to_string())?;
+    let solver = req.solver.solver();
     let stream = model::open_stream(&req.model_path, req.gzip).map_err(|e| e.to_string())?;
     let m = model::read_stream(stream, req.format, "model").map_err(|e| match e {
         model::StreamError::Io(e) => format!("cannot read model: {e}"),
@@ -475,6 +516,6 @@ pub fn child_main() -> i32 {
 }
 
 fn solve_request(req: &ChildRequest) -> ChildReply {
-    let (solver, m) = open_request(req)?;
-    solver.solve(&m, &req.options).map_err(|e| e.to_string())
+    let (solver, m) = open_request(req).map_err(ChildFailure::Rejected)?;
+    Ok(solver.solve(&m, &req.options)?)
 }

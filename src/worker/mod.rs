@@ -25,8 +25,8 @@ use crate::protocol::{
     read_msg, write_msg, FailKind, FrameError, Request, Response, ShutdownAck, SolveRequest, SolverInfo,
     WorkerStatus, MAX_CONTROL,
 };
-use crate::solver;
 use crate::solver::process::{self, ChildRequest, RunError};
+use crate::solver::Available;
 
 /// Largest model a worker accepts by default.
 pub const DEFAULT_MAX_MODEL: u64 = 4 << 30;
@@ -42,8 +42,9 @@ pub struct WorkerConfig {
     pub bind: SocketAddr,
     /// Concurrent solves.
     pub slots: u32,
-    /// Solvers offered, best first (must exist in this build).
-    pub solvers: Vec<String>,
+    /// Solvers offered, best first ([`crate::solver::detect`] finds them). A job
+    /// that names none gets the first one without a size-limited licence.
+    pub solvers: Vec<Available>,
     /// Per-solver slot limits (licences); a solver not listed may use every slot.
     pub solver_slots: std::collections::HashMap<String, u32>,
     /// Instance name advertised.
@@ -67,6 +68,11 @@ pub struct WorkerConfig {
 
 struct Shared {
     cfg: WorkerConfig,
+    /// The solvers still offered: one whose executable disappears is dropped.
+    solvers: std::sync::RwLock<Vec<Available>>,
+    /// Where the advert lives, to withdraw a solver that disappeared.
+    discovery: Arc<dyn Discovery>,
+    ad: std::sync::Mutex<WorkerAd>,
     slots: Arc<Semaphore>,
     /// Resident hosts for progressive hedging, at most one per slot.
     hosts: tokio::sync::Mutex<Vec<Arc<process::ResidentHost>>>,
@@ -139,7 +145,7 @@ pub async fn run(
             .map_err(|source| WorkerError::Io { what: format!("cannot create {}", tmp.display()), source })?;
     }
 
-    let infos = solver_infos(&cfg);
+    let infos = solver_infos(&cfg, &cfg.solvers);
     let ad = WorkerAd {
         instance: cfg.instance.clone(),
         namespace: cfg.namespace.clone(),
@@ -153,8 +159,9 @@ pub async fn run(
     };
     discovery.announce(&ad)?;
     let peers = remember_locally(&ca, &ad);
+    let offered: Vec<String> = cfg.solvers.iter().map(Available::label).collect();
     info!(instance = %cfg.instance, namespace = %cfg.namespace, addr = %local, slots = cfg.slots,
-          solvers = ?cfg.solvers, ca = %ad.ca_fingerprint, "worker ready");
+          solvers = ?offered, ca = %ad.ca_fingerprint, "worker ready");
     on_ready(local);
 
     let shared = Arc::new(Shared {
@@ -169,6 +176,9 @@ pub async fn run(
         tmp: tmp.clone(),
         next_job: AtomicU64::new(1),
         last_activity: std::sync::Mutex::new(Instant::now()),
+        solvers: std::sync::RwLock::new(cfg.solvers.clone()),
+        discovery: discovery.clone(),
+        ad: std::sync::Mutex::new(ad.clone()),
         cfg,
     });
     let tracker = TaskTracker::new();
@@ -355,7 +365,7 @@ async fn handle_stream(
                 name: shared.cfg.instance.clone(),
                 namespace: shared.cfg.namespace.clone(),
                 version: env!("CARGO_PKG_VERSION").into(),
-                solvers: solver_infos(&shared.cfg),
+                solvers: shared.solver_infos(),
                 slots: shared.cfg.slots,
                 busy: (shared.cfg.slots as usize - shared.slots.available_permits()) as u32,
                 draining: shared.stop.is_cancelled(),
@@ -412,7 +422,7 @@ fn failed(kind: FailKind, message: impl Into<String>) -> Response {
 
 /// Checks a model header: worker running, solver available, size allowed.
 /// Returns the solver to use.
-fn admit(req: &SolveRequest, shared: &Shared) -> Result<String, Response> {
+fn admit(req: &SolveRequest, shared: &Shared) -> Result<Available, Response> {
     if shared.stop.is_cancelled() {
         return Err(failed(FailKind::Unavailable, "worker is shutting down"));
     }
@@ -421,17 +431,22 @@ fn admit(req: &SolveRequest, shared: &Shared) -> Result<String, Response> {
     }
     // Every field from the wire is checked here, before anything uses it.
     req.validate().map_err(|e| failed(FailKind::Rejected, format!("bad request: {e}")))?;
-    let solver_name = match &req.solver {
-        Some(s) => match shared.cfg.solvers.iter().find(|n| n.eq_ignore_ascii_case(s)) {
-            Some(n) => n.clone(),
+    let solvers = shared.solvers.read().map(|s| s.clone()).unwrap_or_default();
+    let names = || solvers.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>().join(", ");
+    let solver = match &req.solver {
+        Some(s) => match crate::solver::Kind::parse(s).and_then(|k| solvers.iter().find(|a| a.kind == k)) {
+            Some(a) => a.clone(),
             None => {
                 return Err(failed(
                     FailKind::Unavailable,
-                    format!("this worker has no solver `{s}` (it has {})", shared.cfg.solvers.join(", ")),
+                    format!("this worker has no solver `{s}` (it has {})", names()),
                 ))
             }
         },
-        None => shared.cfg.solvers[0].clone(),
+        None => match solvers.iter().find(|a| !a.size_limited).or_else(|| solvers.first()) {
+            Some(a) => a.clone(),
+            None => return Err(failed(FailKind::Unavailable, "this worker has no solver left")),
+        },
     };
     if req.size > shared.cfg.max_model {
         return Err(failed(
@@ -442,7 +457,7 @@ fn admit(req: &SolveRequest, shared: &Shared) -> Result<String, Response> {
             ),
         ));
     }
-    Ok(solver_name)
+    Ok(solver)
 }
 
 /// Receives the model bytes that follow a header straight to a temporary file.
@@ -501,10 +516,11 @@ async fn solve(
     recv: &mut quinn::RecvStream,
     shared: &Shared,
 ) -> Response {
-    let solver_name = match admit(&req, shared) {
+    let solver = match admit(&req, shared) {
         Ok(s) => s,
         Err(r) => return r,
     };
+    let solver_name = solver.kind.to_string();
     let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("job", id = job, model = %req.name);
     async {
@@ -519,13 +535,13 @@ async fn solve(
         if write_msg(send, &Response::Started).await.is_err() {
             return failed(FailKind::Cancelled, "client went away");
         }
-        info!(solver = %solver_name, "solving");
+        info!(solver = %solver.label(), "solving");
         let cancel = shared.jobs.child_token();
         let child = ChildRequest {
             model_path: path.clone(),
             format: req.format,
             gzip: req.gzip,
-            solver: solver_name,
+            solver,
             options: capped(&req.options, shared.cfg.max_time_limit),
             resident: None,
         };
@@ -553,6 +569,15 @@ async fn solve(
                 info!("cancelled");
                 failed(FailKind::Cancelled, "solve cancelled")
             }
+            Err(RunError::NoLicence(m)) => {
+                warn!("no licence free: {m}");
+                failed(FailKind::Unavailable, m)
+            }
+            Err(RunError::Missing(m)) => {
+                warn!("{m}; no longer offering {solver_name}");
+                shared.withdraw(&solver_name);
+                failed(FailKind::Unavailable, m)
+            }
             Err(e) => {
                 warn!("solve failed: {e}");
                 failed(FailKind::Crashed, e.to_string())
@@ -571,7 +596,16 @@ async fn resident(
     recv: &mut quinn::RecvStream,
     shared: &Shared,
 ) -> Result<(), Response> {
-    let solver_name = admit(&open.model, shared)?;
+    let mut solver = admit(&open.model, shared)?;
+    if open.model.solver.is_none() {
+        // A resident scenario solves hundreds of small steps: an in-process solver
+        // (no process start per step, warm starts) beats a better external one.
+        let offered = shared.solvers.read().map(|s| s.clone()).unwrap_or_default();
+        if let Some(a) = offered.into_iter().find(|a| a.backend == crate::solver::Backend::Builtin) {
+            solver = a;
+        }
+    }
+    let solver_name = solver.kind.to_string();
     let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("scenario", id = job, model = %open.model.name);
     async {
@@ -580,7 +614,7 @@ async fn resident(
             model_path: guard.0.clone(),
             format: open.model.format,
             gzip: open.model.gzip,
-            solver: solver_name.clone(),
+            solver,
             options: open.model.options.clone(),
             resident: Some(open.nonants.clone()),
         };
@@ -679,24 +713,43 @@ impl Drop for TempFile {
     }
 }
 
-fn solver_infos(cfg: &WorkerConfig) -> Vec<SolverInfo> {
-    cfg.solvers
+fn solver_infos(cfg: &WorkerConfig, solvers: &[Available]) -> Vec<SolverInfo> {
+    solvers
         .iter()
-        .filter_map(|n| solver::by_name(n).ok())
-        .map(|s| SolverInfo {
-            name: s.name().into(),
-            version: s.version(),
-            slots: cfg.solver_slots.get(s.name()).copied().unwrap_or(cfg.slots).min(cfg.slots),
+        .map(|a| SolverInfo {
+            name: a.kind.to_string(),
+            version: a.version.clone(),
+            slots: cfg.solver_slots.get(a.kind.as_str()).copied().unwrap_or(cfg.slots).min(cfg.slots),
         })
         .collect()
+}
+
+impl Shared {
+    fn solver_infos(&self) -> Vec<SolverInfo> {
+        let solvers = self.solvers.read().map(|s| s.clone()).unwrap_or_default();
+        solver_infos(&self.cfg, &solvers)
+    }
+
+    /// Stops offering `name` (its executable disappeared) and says so in the advert.
+    fn withdraw(&self, name: &str) {
+        if let Ok(mut s) = self.solvers.write() {
+            s.retain(|a| a.kind.as_str() != name);
+        }
+        let infos = self.solver_infos();
+        let ad = match self.ad.lock() {
+            Ok(mut ad) => {
+                ad.solvers = infos;
+                ad.clone()
+            }
+            Err(_) => return,
+        };
+        if let Err(e) = self.discovery.announce(&ad) {
+            warn!("cannot update the advert: {e}");
+        }
+    }
 }
 
 /// Default slot count: the number of cores.
 pub fn default_slots() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
-}
-
-/// Solvers of this build, best first, as worker defaults.
-pub fn default_solvers() -> Vec<String> {
-    solver::names()
 }

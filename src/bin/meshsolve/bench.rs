@@ -165,6 +165,8 @@ async fn run_in(
     let mut local = match opts.local {
         Some(n) => {
             let mut l = LocalWorkers::new(opts.slots, cfg.interfaces.clone())?;
+            // Overheads are measured against the built-in solver run in this process.
+            l.solver = Some(solver::default_solver().name().to_string());
             l.spawn_many(n)?;
             Some(l)
         }

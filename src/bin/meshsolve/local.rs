@@ -21,6 +21,8 @@ pub struct LocalWorkers {
     slots: u32,
     /// Extra flags for every worker started from now on.
     pub extra_args: Vec<String>,
+    /// Offer only this solver (`--solvers`); default every solver the box has.
+    pub solver: Option<String>,
     children: Vec<tokio::process::Child>,
 }
 
@@ -49,6 +51,7 @@ impl LocalWorkers {
             interfaces,
             slots,
             extra_args: Vec::new(),
+            solver: None,
             children: Vec::new(),
         })
     }
@@ -64,6 +67,7 @@ impl LocalWorkers {
             .args(["--name", &name])
             .args(["--slots", &self.slots.to_string(), "--log-level", "warn"])
             .args(&self.extra_args)
+            .args(self.solver.iter().flat_map(|s| ["--solvers", s.as_str()]))
             .env("MESHSOLVE_HOME", &self.home)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -141,7 +141,23 @@ pub(crate) async fn solve(m: &MeshConfig, a: &SolveConfig) -> anyhow::Result<u8>
 /// Solves every model in this process, one after another.
 pub(crate) fn solve_local(a: &SolveConfig, models: &[PathBuf], opts: &JobOptions) -> anyhow::Result<u8> {
     let s = match &opts.solver {
-        Some(n) => solver::by_name(n)?,
+        // A built-in solver needs no search; any other is looked for on this box.
+        Some(n) => match solver::by_name(n) {
+            Ok(s) => s,
+            Err(_) => {
+                let kind = solver::Kind::parse(n).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown solver `{n}` (known: {})",
+                        solver::Kind::ALL.map(|k| k.as_str()).join(", ")
+                    )
+                })?;
+                let found = solver::detect(&solver::DetectConfig { only: vec![kind], ..Default::default() });
+                match found.get(kind) {
+                    Some(a) => a.solver(),
+                    None => anyhow::bail!("solver {kind} is not usable on this box: {}", found.why_not(kind)),
+                }
+            }
+        },
         None => solver::default_solver(),
     };
     let mut records = Vec::new();
