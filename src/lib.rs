@@ -21,7 +21,7 @@
 //! | 1 | `inputs` | model inputs as users name them: files, directories, patterns |
 //! | 2 | `schedule` | placement, queueing and retries as pure state (no I/O, no clock) |
 //! | 2 | `transport` | QUIC endpoints and TLS configs for workers, clients and name servers |
-//! | 2 | `solver` | the `Solver` trait, the back-ends, proximal subproblems, the child-process runner |
+//! | 2 | `solver` | the `Solver` trait, the back-ends (built in, command-line, Python), which ones this box has, proximal subproblems, the child-process runner |
 //! | 3 | `discovery` | the `Discovery` trait, mDNS, the name-server lookup, remembered workers, the fan-out that merges them |
 //! | 4 | `worker` | the worker service: accept, admit, run solves in children, resident scenarios, register |
 //! | 4 | `client` | `Mesh`: the workers of a namespace, connections and relays, one request each |

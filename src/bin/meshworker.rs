@@ -53,9 +53,12 @@ struct Opts {
     #[arg(long = "solver-path", value_name = "NAME=EXE", value_parser = parse_solver_path)]
     solver_paths: Vec<(solver::Kind, PathBuf)>,
     /// The Python whose solver modules (gurobipy, cplex, xpress, highspy, pyscipopt)
-    /// this worker uses [default: the first python3 on PATH]; `--python ''` uses none.
+    /// this worker uses [default: the first python3 on PATH].
     #[arg(long, value_name = "PATH", env = "MESHSOLVE_PYTHON")]
     python: Option<PathBuf>,
+    /// Do not look for Python solver modules (saves the Python start, ~0.1 s).
+    #[arg(long, conflicts_with = "python")]
+    no_python: bool,
     /// Print the solvers this box has, how each is run and why others were not
     /// found, then exit.
     #[arg(long)]

@@ -251,6 +251,13 @@ fn cbc(exe: &Path, p: &Prepared, opts: &SolveOptions, threads: u32) -> Result<An
     }
     cmd.args(["-solve", "-printingOptions", "all", "-solution"]).arg(&sol);
     let out = run_guarded(&mut cmd, Kind::Cbc)?;
+    // CBC skips a parameter it does not know ("No match for X") and solves anyway.
+    let log = String::from_utf8_lossy(&out.stdout);
+    if let Some((k, _)) =
+        passthrough(opts).find(|(k, _)| log.contains(&format!("No match for {}", k.trim_start_matches('-'))))
+    {
+        return Err(SolveError::BadOption(format!("cbc has no parameter `{k}` (cbc then `?` lists them)")));
+    }
     let text = read_answer(Kind::Cbc, &sol, &out)?;
     parse_cbc(&text).ok_or_else(|| failed(Kind::Cbc, &out, "wrote a solution meshsolve cannot read"))
 }
@@ -313,6 +320,10 @@ fn glpk(exe: &Path, p: &Prepared, opts: &SolveOptions) -> Result<Answer, SolveEr
     }
     cmd.arg("-w").arg(&sol);
     let out = run_guarded(&mut cmd, Kind::Glpk)?;
+    let log = String::from_utf8_lossy(&out.stdout);
+    if let Some(line) = log.lines().find(|l| l.starts_with("Invalid option")) {
+        return Err(SolveError::BadOption(format!("glpk: {line}")));
+    }
     let text = read_answer(Kind::Glpk, &sol, &out)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     parse_glpk(&text, &stdout)
@@ -396,6 +407,10 @@ fn highs(exe: &Path, p: &Prepared, opts: &SolveOptions, threads: u32) -> Result<
     let mut cmd = Command::new(exe);
     cmd.arg("--model_file").arg(&p.mps).arg("--options_file").arg(&options).arg("--solution_file").arg(&sol);
     let out = run_guarded(&mut cmd, Kind::Highs)?;
+    let log = String::from_utf8_lossy(&out.stdout);
+    if let Some(line) = log.lines().find(|l| l.contains("is unknown") || l.contains("Cannot read value")) {
+        return Err(SolveError::BadOption(format!("highs: {}", line.trim_start_matches("ERROR:").trim())));
+    }
     let text = read_answer(Kind::Highs, &sol, &out)?;
     parse_highs(&text).ok_or_else(|| failed(Kind::Highs, &out, "wrote a solution meshsolve cannot read"))
 }

@@ -26,6 +26,15 @@ class Refused(Exception):
         self.kind = kind
 
 
+def set_options(solver, extra, setter):
+    """Passes `key=value` options through; an option the solver refuses fails the job."""
+    for k, v in extra:
+        try:
+            setter(k, v)
+        except Exception as e:
+            raise Refused("model", "%s does not take option %s=%s: %s" % (solver, k, v, e))
+
+
 def answer(doc):
     _answer.write(json.dumps(doc))
     _answer.flush()
@@ -88,8 +97,7 @@ def gurobi_solve(path, o):
         if o["mip_gap"] is not None:
             m.Params.MIPGap = o["mip_gap"]
         m.Params.Threads = o["threads"]
-        for k, v in o["extra"]:
-            m.setParam(k, v)
+        set_options("gurobi", o["extra"], m.setParam)
         m.optimize()
         if m.Status == GRB.INF_OR_UNBD:
             m.Params.DualReductions = 0
@@ -171,11 +179,13 @@ def cplex_solve(path, o):
         if o["mip_gap"] is not None:
             c.parameters.mip.tolerances.mipgap.set(o["mip_gap"])
         c.parameters.threads.set(o["threads"])
-        for k, v in o["extra"]:
+        def setter(k, v):
             p = c.parameters
             for part in k.split("."):
                 p = getattr(p, part)
             p.set(type(p.get())(v))
+
+        set_options("cplex", o["extra"], setter)
         c.solve()
         st = c.solution.status
         s = c.solution.get_status()
@@ -248,8 +258,7 @@ def xpress_solve(path, o):
         if o["mip_gap"] is not None:
             p.controls.miprelstop = o["mip_gap"]
         p.controls.threads = o["threads"]
-        for k, v in o["extra"]:
-            p.setControl(k, v)
+        set_options("xpress", o["extra"], p.setControl)
         p.optimize()
     except xp.SolverError as e:
         raise xpress_refusal(e)
@@ -307,9 +316,11 @@ def highs_solve(path, o):
     if o["mip_gap"] is not None:
         h.setOptionValue("mip_rel_gap", float(o["mip_gap"]))
     h.setOptionValue("threads", int(o["threads"]))
-    for k, v in o["extra"]:
+    def setter(k, v):
         if h.setOptionValue(k, v) != highspy.HighsStatus.kOk:
-            raise Refused("model", "highs refuses option %s=%s" % (k, v))
+            raise ValueError("refused")
+
+    set_options("highs", o["extra"], setter)
     h.run()
     ms = h.getModelStatus()
     M = highspy.HighsModelStatus
@@ -363,8 +374,7 @@ def scip_solve(path, o):
         m.setParam("limits/time", float(o["time_limit"]))
     if o["mip_gap"] is not None:
         m.setParam("limits/gap", float(o["mip_gap"]))
-    for k, v in o["extra"]:
-        m.setParam(k, v)
+    set_options("scip", o["extra"], m.setParam)
     m.optimize()
     s = m.getStatus()
     has = m.getNSols() > 0

@@ -364,6 +364,9 @@ pub fn detect(cfg: &DetectConfig) -> Detection {
             }
         }
     }
+    // A size-limited edition comes after every full one: clients take the first
+    // solver a worker advertises as its default.
+    found.sort_by_key(|a| a.size_limited);
     Detection { found, probes, elapsed: started.elapsed() }
 }
 

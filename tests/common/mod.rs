@@ -263,3 +263,8 @@ pub fn prerequisite_missing(what: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "NOT RUN (prerequisite missing): {what}");
 }
+
+/// The first executable called `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    meshsolve::solver::found::which(name)
+}

@@ -1,0 +1,391 @@
+//! Every solver back-end this machine has, held to the same conformance suite,
+//! and workers that offer them: placement by `--solver`, a model over a
+//! community edition's size limit, a solver that disappears mid-life.
+//!
+//! Back-ends come from the machine: `cbc` and `glpsol` on PATH (Debian's
+//! `coinor-cbc`, `glpk-utils`), and the Python modules of `MESHSOLVE_TEST_PYTHON`
+//! (`tests/solvers-requirements.txt`: gurobipy, cplex, xpress, highspy,
+//! pyscipopt and highsbox, whose HiGHS executable serves as the command-line
+//! HiGHS). Under CI every one of them must be present.
+
+mod common;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use meshsolve::model;
+use meshsolve::solver::{detect, Available, Backend, DetectConfig, Kind, SolveError, SolveOptions, Status};
+
+fn test_python() -> Option<PathBuf> {
+    std::env::var_os("MESHSOLVE_TEST_PYTHON").map(PathBuf::from)
+}
+
+/// A wrapper that runs highsbox's HiGHS executable (it needs its library path).
+fn highs_executable(py: &Path, dir: &Path) -> Option<PathBuf> {
+    let out =
+        Command::new(py).args(["-c", "import highsbox; print(highsbox.highs_dist_dir())"]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dist = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let wrapper = dir.join("highs");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nLD_LIBRARY_PATH='{dist}/lib' exec '{dist}/bin/highs' \"$@\"\n"),
+    )
+    .ok()?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).ok()?;
+    Some(wrapper)
+}
+
+/// Every way this machine can run every solver, one entry per (solver, way).
+fn every_backend(dir: &Path) -> Vec<Available> {
+    let py = test_python();
+    let mut paths = Vec::new();
+    if let Some(h) = py.as_deref().and_then(|p| highs_executable(p, dir)) {
+        paths.push((Kind::Highs, h));
+    }
+    let d = detect(&DetectConfig { paths, python: py, only: Vec::new() });
+    println!("{}", d.report());
+    let mut all: Vec<Available> = d.probes.iter().filter_map(|p| p.outcome.clone().ok()).collect();
+    all.dedup_by(|a, b| a.kind == b.kind && a.backend == b.backend);
+    let wanted: &[(Kind, &str)] = &[
+        (Kind::Cbc, "command"),
+        (Kind::Glpk, "command"),
+        (Kind::Highs, "command"),
+        (Kind::Highs, "python"),
+        (Kind::Gurobi, "python"),
+        (Kind::Cplex, "python"),
+        (Kind::Xpress, "python"),
+        (Kind::Scip, "python"),
+    ];
+    for (k, how) in wanted {
+        let has = all.iter().any(|a| {
+            a.kind == *k
+                && matches!(
+                    (&a.backend, *how),
+                    (Backend::Command(_), "command") | (Backend::Python(_), "python")
+                )
+        });
+        if !has {
+            prerequisite_missing(&format!(
+                "{k} ({how}) is not on this machine: apt-get install coinor-cbc glpk-utils; \
+                 python3 -m venv .venv && .venv/bin/pip install -r tests/solvers-requirements.txt; \
+                 MESHSOLVE_TEST_PYTHON=.venv/bin/python cargo test --test solvers. Why: {}",
+                d.why_not(*k)
+            ));
+        }
+    }
+    all
+}
+
+#[derive(serde::Deserialize)]
+struct Instance {
+    file: String,
+    status: String,
+    objective: Option<f64>,
+    kind: String,
+}
+
+/// The public instances and the shipped examples, each solved by every back-end
+/// to its listed status and optimum; a size-limited edition gets only the ones
+/// within its limits, and refuses a larger one with its own message.
+#[test]
+fn every_backend_solves_the_conformance_suite() {
+    let Some(public) = public_models() else {
+        prerequisite_missing("../shared/models/public (the conformance instances)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let backends = every_backend(dir.path());
+    let manifest: Vec<Instance> =
+        serde_json::from_str(&std::fs::read_to_string(public.join("manifest.json")).unwrap()).unwrap();
+    let mut cases: Vec<(PathBuf, Instance)> =
+        manifest.into_iter().map(|i| (public.join(&i.file), i)).collect();
+    cases.push((
+        examples().join("knapsack.lp"),
+        Instance {
+            file: "knapsack.lp".into(),
+            status: "optimal".into(),
+            objective: Some(21.0),
+            kind: "mip".into(),
+        },
+    ));
+    cases.push((
+        examples().join("farmer/farmer.lp"),
+        Instance {
+            file: "farmer.lp".into(),
+            status: "optimal".into(),
+            objective: Some(-108390.0),
+            kind: "lp".into(),
+        },
+    ));
+    // Larger than every community edition allows (Gurobi 2000 columns, CPLEX 1000,
+    // Xpress 5000 rows and columns together).
+    let big = dir.path().join("over-limit.lp");
+    let n = 2600;
+    let mut text = String::from("Minimize\n obj:");
+    for j in 0..n {
+        text.push_str(&format!(" + x{j}"));
+    }
+    text.push_str("\nSubject To\n");
+    for j in 0..n {
+        text.push_str(&format!(" r{j}: x{j} + x{} >= 1\n", (j + 1) % n));
+    }
+    text.push_str("End\n");
+    std::fs::write(&big, text).unwrap();
+    cases.push((
+        big,
+        Instance {
+            file: "over-limit.lp".into(),
+            status: "optimal".into(),
+            objective: Some(1300.0),
+            kind: "lp".into(),
+        },
+    ));
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        // The built-in solvers have their own tests (microlp would need minutes on two of these MIPs).
+        for a in backends.iter().filter(|a| a.backend != Backend::Builtin) {
+            let (cases, failures) = (&cases, &failures);
+            s.spawn(move || {
+                let solver = a.solver();
+                let mut refused_over_limit = false;
+                for (path, want) in cases {
+                    let m = model::read_file(path, None).unwrap();
+                    let opts = SolveOptions { time_limit: Some(120.0), ..Default::default() };
+                    let fits = !a.size_limited || a.kind.fits_community_edition(m.cols.len(), m.rows.len());
+                    let got = solver.solve(&m, &opts);
+                    let who = format!("{} ({}) on {}", a.label(), a.backend, want.file);
+                    if !fits {
+                        match got {
+                            Err(SolveError::SizeLimit { message, .. }) => {
+                                refused_over_limit |= !message.is_empty()
+                            }
+                            other => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{who}: over the size limit, got {other:?}")),
+                        }
+                        continue;
+                    }
+                    let sol = match got {
+                        Ok(s) => s,
+                        Err(e) => {
+                            failures.lock().unwrap().push(format!("{who}: {e}"));
+                            continue;
+                        }
+                    };
+                    let status_ok = sol.status.as_str() == want.status;
+                    // MIPs: every solver stops at its default relative gap (1e-4).
+                    let tol = if want.kind == "mip" { 1e-4 } else { 1e-6 };
+                    let obj_ok = match (want.objective, sol.objective) {
+                        (Some(w), Some(g)) => close(g, w, tol),
+                        (None, _) => true,
+                        _ => false,
+                    };
+                    if !status_ok || !obj_ok {
+                        failures.lock().unwrap().push(format!(
+                            "{who}: {} {:?}, expected {} {:?}",
+                            sol.status, sol.objective, want.status, want.objective
+                        ));
+                    }
+                    if status_ok && sol.status == Status::Optimal {
+                        // The values are a solution of the model itself, at the objective reported.
+                        let x: Vec<f64> = m
+                            .cols
+                            .iter()
+                            .map(|c| sol.values.iter().find(|v| v.0 == c.name).map_or(f64::NAN, |v| v.1))
+                            .collect();
+                        let f = m.objective_of(&x);
+                        if !close(f, sol.objective.unwrap(), 1e-5) {
+                            failures.lock().unwrap().push(format!(
+                                "{who}: values give objective {f}, reported {:?}",
+                                sol.objective
+                            ));
+                        }
+                    }
+                }
+                if a.size_limited && !refused_over_limit {
+                    failures.lock().unwrap().push(format!(
+                        "{}: no instance over its size limit was refused with the solver's message",
+                        a.label()
+                    ));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Row duals agree with the built-in solver's, in a minimisation and in a
+/// maximisation, from every back-end that gives them.
+#[test]
+fn duals_agree_across_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = every_backend(dir.path());
+    let lp = dir.path().join("max.lp");
+    std::fs::write(
+        &lp,
+        // Wyndor Glass (a unique primal and dual optimum: duals 0, 1.5, 1), plus an
+        // equality row and an inactive >= row.
+        "Maximize\n obj: 3 x + 5 y + 0 s\nSubject To\n a: x <= 4\n b: 2 y <= 12\n c: 3 x + 2 y <= 18\n d: x + y >= 1\n e: s - x = 0\nEnd\n",
+    )
+    .unwrap();
+    // Its dual, as a minimisation (duals 2 and 6), with a free column in an equality row.
+    let min = dir.path().join("min.lp");
+    std::fs::write(
+        &min,
+        "Minimize\n obj: 4 a + 12 b + 18 c\nSubject To\n r1: a + 3 c >= 3\n r2: 2 b + 2 c >= 5\n r3: a + b + c - t = 0\nBounds\n t free\nEnd\n",
+    )
+    .unwrap();
+    let models = [model::read_file(&lp, None).unwrap(), model::read_file(&min, None).unwrap()];
+    let opts = SolveOptions { duals: true, ..Default::default() };
+    let reference = meshsolve::solver::by_name("microlp").unwrap();
+    let mut checked = 0;
+    for m in &models {
+        let want = reference.solve(m, &opts).unwrap().duals.expect("microlp gives duals");
+        for a in &backends {
+            let sol = a.solver().solve(m, &opts).unwrap_or_else(|e| panic!("{}: {e}", a.label()));
+            let Some(got) = sol.duals else { continue };
+            assert_eq!(got.len(), want.len(), "{}", a.label());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                    "{} row {i} of {}: dual {g}, expected {w}",
+                    a.label(),
+                    m.name
+                );
+            }
+            checked += 1;
+        }
+    }
+    if checked == 0 {
+        prerequisite_missing("no external back-end that gives duals");
+    }
+}
+
+/// A worker offers what `--solvers` keeps, `--solver` sends a job only where that
+/// solver is, and `--list-solvers` says what was found and how.
+#[test]
+fn solver_placement_and_listing() {
+    let mut mesh = Mesh::new("solvers");
+    let out = Command::new(WORKER).args(["--list-solvers", "--no-python"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("✓ microlp") && text.contains("looked for"), "{text}");
+    if common::which("cbc").is_none() || common::which("glpsol").is_none() {
+        prerequisite_missing("cbc and glpsol on PATH (apt-get install coinor-cbc glpk-utils)");
+        return;
+    }
+    mesh.start_worker(&["--slots", "1", "--solvers", "cbc,microlp", "--no-python", "--name", "w-cbc"]);
+    mesh.start_worker(&["--slots", "1", "--solvers", "glpk", "--no-python", "--name", "w-glpk"]);
+    let listed = mesh.wait_for_workers(2);
+    let solvers_of = |name: &str| -> Vec<String> {
+        let w = listed.iter().find(|w| w["name"] == name).unwrap_or_else(|| panic!("{name} in {listed:?}"));
+        w["solvers"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(solvers_of("w-cbc"), ["cbc", "microlp"]);
+    assert_eq!(solvers_of("w-glpk"), ["glpk"]);
+    let knapsack = examples().join("knapsack.lp");
+    for (solver, worker) in [("glpk", "w-glpk"), ("cbc", "w-cbc"), ("microlp", "w-cbc")] {
+        let out = mesh.run(&["--solver", solver, "--json", knapsack.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let v = json_of(&out);
+        assert_eq!(v["worker"], worker, "{v}");
+        assert!(v["solver"].as_str().unwrap().starts_with(solver), "{v}");
+        assert!(close(v["objective"].as_f64().unwrap(), 21.0, 1e-9), "{v}");
+    }
+    // Nobody has it: a clear error, at once.
+    let out = mesh.run(&["--solver", "scip", "--wait", "1s", knapsack.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scip"), "{}", show(&out));
+    // A typo in --solvers is a command-line mistake.
+    let out = Command::new(WORKER).args(["--solvers", "cbcc"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A model over the community edition's limit fails once, with the solver's own
+/// message, and is not retried elsewhere.
+#[test]
+fn over_the_size_limit_fails_once_with_the_solvers_message() {
+    let (Some(py), Some(public)) = (test_python(), public_models()) else {
+        prerequisite_missing("MESHSOLVE_TEST_PYTHON with the solver modules, and ../shared/models/public");
+        return;
+    };
+    let mut mesh = Mesh::new("sizelimit");
+    let py = py.to_string_lossy().to_string();
+    mesh.start_worker(&["--slots", "1", "--solvers", "cplex,microlp", "--python", &py]);
+    mesh.start_worker(&["--slots", "1", "--solvers", "cplex,microlp", "--python", &py]);
+    let listed = mesh.wait_for_workers(2);
+    if !listed.iter().all(|w| w["solvers"].as_array().unwrap().iter().any(|s| s["name"] == "cplex")) {
+        prerequisite_missing("the cplex module in MESHSOLVE_TEST_PYTHON");
+        return;
+    }
+    let big = public.join("scrs8.mps.gz");
+    let out = mesh.run(&["--solver", "cplex", "--json", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let v = json_of(&out);
+    assert!(v["error"].as_str().unwrap().contains("1016"), "the solver's own message: {v}");
+    let runs: usize = mesh.workers.iter().map(|w| w.log_text().matches("solving").count()).sum();
+    assert_eq!(runs, 1, "one run, no retry elsewhere");
+    // Within the limit, the same edition solves.
+    let small = public.join("afiro.mps");
+    let out = mesh.run(&["--solver", "cplex", "--json", small.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(close(json_of(&out)["objective"].as_f64().unwrap(), -464.753142857, 1e-6));
+    // Without --solver, a size-limited edition is not the default.
+    let out = mesh.run(&["--json", small.to_str().unwrap()]);
+    assert!(json_of(&out)["solver"].as_str().unwrap().starts_with("microlp"), "{}", show(&out));
+}
+
+/// A solver whose executable disappears: the job fails with a message that says
+/// so, and the worker stops advertising that solver.
+#[test]
+fn a_solver_that_disappears_is_withdrawn() {
+    let Some(cbc) = common::which("cbc") else {
+        prerequisite_missing("cbc on PATH (apt-get install coinor-cbc)");
+        return;
+    };
+    let mut mesh = Mesh::new("vanish");
+    let copy = mesh.home_path().join("cbc-copy");
+    std::fs::copy(&cbc, &copy).unwrap();
+    let spec = format!("cbc={}", copy.display());
+    mesh.start_worker(&["--slots", "1", "--solvers", "cbc,microlp", "--no-python", "--solver-path", &spec]);
+    let listed = mesh.wait_for_workers(1);
+    assert_eq!(listed[0]["solvers"][0]["name"], "cbc", "{listed:?}");
+    std::fs::remove_file(&copy).unwrap();
+    let knapsack = examples().join("knapsack.lp");
+    let out = mesh.run(&["--solver", "cbc", "--json", knapsack.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(show(&out).contains("no longer installed"), "{}", show(&out));
+    wait_until(10, "the advert drops cbc", || {
+        let out = mesh.run(&["workers", "--json", "--wait", "1s"]);
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.len() == 1 && v[0]["solvers"].as_array().unwrap().iter().all(|s| s["name"] != "cbc")
+    });
+    // The worker still serves what it has.
+    let out = mesh.run(&["--json", knapsack.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+/// An option a back-end does not know fails the solve as the model's fault
+/// (not retried), naming the option; `threads` is understood by every one.
+#[test]
+fn unknown_options_are_refused_and_threads_understood() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model::read_file(&examples().join("knapsack.lp"), None).unwrap();
+    for a in every_backend(dir.path()).iter().filter(|a| a.backend != Backend::Builtin) {
+        let bad = SolveOptions { extra: vec![("no_such_option".into(), "1".into())], ..Default::default() };
+        match a.solver().solve(&m, &bad) {
+            Err(SolveError::BadOption(msg)) => {
+                assert!(msg.contains("no_such_option"), "{}: {msg}", a.label())
+            }
+            other => panic!("{}: expected the option refused, got {other:?}", a.label()),
+        }
+        let two = SolveOptions { extra: vec![("threads".into(), "2".into())], ..Default::default() };
+        let sol = a.solver().solve(&m, &two).unwrap_or_else(|e| panic!("{}: {e}", a.label()));
+        assert!(close(sol.objective.unwrap(), 21.0, 1e-9), "{}: {:?}", a.label(), sol.objective);
+    }
+}
