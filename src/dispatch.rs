@@ -202,6 +202,77 @@ impl Completed {
     }
 }
 
+/// One solver's run in a [`race`].
+#[derive(Debug, Clone)]
+pub struct Entrant {
+    /// The solver it ran.
+    pub solver: String,
+    /// Its outcome; a loser is `Err(JobError::Cancelled)`.
+    pub outcome: JobOutcome,
+    /// Seconds from the start of the race until it answered or was cancelled.
+    pub seconds: f64,
+}
+
+/// What a [`race`] found.
+#[derive(Debug, Clone)]
+pub struct Race {
+    /// Every solver's run, in the order given.
+    pub entrants: Vec<Entrant>,
+    /// The index of the winner in `entrants`: the first definitive answer
+    /// (optimal, infeasible, unbounded), else the first (in the order given)
+    /// that found a solution.
+    pub winner: Option<usize>,
+}
+
+/// Whether an answer settles the question (another solver could not do better).
+fn definitive(o: &JobOutcome) -> bool {
+    use crate::protocol::Status;
+    matches!(o, Ok(r) if matches!(r.solution.status, Status::Optimal | Status::Infeasible | Status::Unbounded))
+}
+
+/// Solves `path` with each of `solvers` at once (on different workers where the
+/// mesh allows), takes the first definitive answer and cancels the others.
+///
+/// # Errors
+/// [`ClientError`] when the model cannot be read or the queue has closed.
+pub async fn race(
+    queue: &Queue,
+    path: &Path,
+    opts: &JobOptions,
+    solvers: &[String],
+) -> Result<Race, ClientError> {
+    check_model(path, opts.format).await?;
+    let started = std::time::Instant::now();
+    let mut handles = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for (i, s) in solvers.iter().enumerate() {
+        let o = JobOptions { solver: Some(s.clone()), prechecked: true, ..opts.clone() };
+        let h = queue.submit(path, &o).await?;
+        index.insert(h.id, i);
+        handles.push(h);
+    }
+    let mut results: Vec<Option<Entrant>> = vec![None; solvers.len()];
+    let mut settled = false;
+    while let Some((id, outcome)) = wait_any(&mut handles).await {
+        let i = index[&id];
+        let won = !settled && definitive(&outcome);
+        results[i] =
+            Some(Entrant { solver: solvers[i].clone(), outcome, seconds: started.elapsed().as_secs_f64() });
+        if won {
+            settled = true;
+            info!(solver = %solvers[i], "won the race");
+            for h in &handles {
+                h.cancel();
+            }
+        }
+    }
+    let entrants: Vec<Entrant> = results.into_iter().flatten().collect();
+    let winner = entrants.iter().position(|e| definitive(&e.outcome)).or_else(|| {
+        entrants.iter().position(|e| matches!(&e.outcome, Ok(r) if r.solution.objective.is_some()))
+    });
+    Ok(Race { entrants, winner })
+}
+
 /// Either half of solving one file: submitting it, or the job.
 #[derive(Debug, thiserror::Error)]
 pub enum SolveFileError {

@@ -389,3 +389,40 @@ fn unknown_options_are_refused_and_threads_understood() {
         assert!(close(sol.objective.unwrap(), 21.0, 1e-9), "{}: {:?}", a.label(), sol.objective);
     }
 }
+
+/// `--race`: every solver starts at once, the first definitive answer wins, the
+/// losers are cancelled and leave no process behind.
+#[test]
+fn racing_takes_the_first_answer_and_cancels_the_rest() {
+    let (Some(public), Some(_), Some(_)) = (public_models(), common::which("cbc"), common::which("glpsol"))
+    else {
+        prerequisite_missing("cbc, glpsol and ../shared/models/public");
+        return;
+    };
+    let mut mesh = Mesh::new("race");
+    mesh.start_worker(&["--slots", "2", "--solvers", "cbc,glpk", "--no-python"]);
+    mesh.start_worker(&["--slots", "1", "--solvers", "microlp", "--no-python"]);
+    mesh.wait_for_workers(2);
+    // CBC proves p0548 optimal in a fraction of a second; GLPK needs about 15 s and microlp minutes.
+    let model = public.join("p0548.mps");
+    let out = mesh.run(&["--race", "glpk,microlp,cbc", "--json", model.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json_of(&out);
+    assert!(close(v["objective"].as_f64().unwrap(), 8691.0, 1e-6), "{v}");
+    assert!(v["solver"].as_str().unwrap().starts_with("cbc"), "{v}");
+    let race = v["race"].as_array().unwrap();
+    assert_eq!(race.len(), 3);
+    for r in race {
+        let (won, status) = (r["won"].as_bool().unwrap(), r["status"].as_str().unwrap());
+        assert_eq!(won, r["solver"] == "cbc", "{r}");
+        assert!(won || status == "cancelled", "a loser is cancelled: {r}");
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cbc won"), "{}", show(&out));
+    // The losers' solver processes are gone.
+    for w in &mesh.workers {
+        wait_until(10, "no solver process left", || children_of(w.pid()).is_empty());
+    }
+    // A race needs two solvers; one is a command-line mistake.
+    let out = mesh.run(&["--race", "cbc", model.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}

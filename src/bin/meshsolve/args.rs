@@ -94,6 +94,11 @@ pub(crate) struct SolveArgs {
     /// Solver to use [default: the best each worker has]. `meshsolve workers` shows them.
     #[arg(long)]
     pub(crate) solver: Option<String>,
+    /// Race these solvers on each model (comma-separated, e.g. `--race highs,cbc,gurobi`):
+    /// all start at once, on different workers where possible; the first definitive
+    /// answer wins and the others are cancelled.
+    #[arg(long, value_delimiter = ',', value_name = "SOLVERS", conflicts_with_all = ["solver", "local", "detach"])]
+    pub(crate) race: Vec<String>,
     /// Time limit per solve (e.g. 30s, 5m). A solve stopped by it reports its best solution.
     /// MESHSOLVE_TIME_LIMIT sets your default.
     #[arg(long, env = "MESHSOLVE_TIME_LIMIT", value_parser = cli::parse_duration)]
@@ -340,6 +345,8 @@ pub(crate) struct SolveConfig {
     pub(crate) quiet: bool,
     /// How to print results.
     pub(crate) report: ReportOptions,
+    /// Solvers to race on each model (empty: no race).
+    pub(crate) race: Vec<String>,
 }
 
 impl SolveArgs {
@@ -360,6 +367,23 @@ impl SolveArgs {
         }
         if self.attempts == 0 {
             return Err(Usage("--attempts must be at least 1".into()));
+        }
+        let mut race: Vec<String> = Vec::new();
+        for r in &self.race {
+            let name = r.trim().to_ascii_lowercase();
+            if name.is_empty() || race.contains(&name) {
+                return Err(Usage(format!(
+                    "--race {}: name each solver once, e.g. --race highs,cbc",
+                    self.race.join(",")
+                )));
+            }
+            race.push(name);
+        }
+        if race.len() == 1 {
+            return Err(Usage(format!(
+                "--race needs two solvers or more; for one, use --solver {}",
+                race[0]
+            )));
         }
         let job = JobOptions {
             solver: self.solver.clone(),
@@ -387,6 +411,7 @@ impl SolveArgs {
             deadline: self.deadline,
             quiet: self.quiet,
             report: ReportOptions { json: self.json, zeros: self.zeros, output: self.output.clone() },
+            race,
         })
     }
 }

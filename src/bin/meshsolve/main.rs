@@ -15,6 +15,7 @@ mod dropin;
 mod examples;
 mod local;
 mod ph_cmd;
+mod race;
 mod report;
 mod results;
 mod solve;

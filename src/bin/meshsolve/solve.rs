@@ -37,6 +37,9 @@ pub(crate) async fn solve(m: &MeshConfig, a: &SolveConfig) -> anyhow::Result<u8>
     if a.detach {
         return crate::detached::detach(m, models, opts).await;
     }
+    if !a.race.is_empty() {
+        return crate::race::race(m, a).await;
+    }
     let store = a.out.as_ref().map(|d| ResultDir::open(d, models)).transpose()?;
     let mut records: Vec<Option<Record>> = vec![None; models.len()];
     let mut todo = Vec::new();
