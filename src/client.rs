@@ -401,6 +401,8 @@ impl Mesh {
                 protocol: crate::protocol::VERSION,
                 version: String::new(),
                 relay: None,
+                pools: Vec::new(),
+                since: 0,
             };
             let st = self.status(&probe).await?;
             let ad = WorkerAd {
@@ -635,6 +637,7 @@ impl Mesh {
         ad: &WorkerAd,
         path: &Path,
         header: &SolveRequest,
+        on_wait: &(dyn Fn(String) + Send + Sync),
     ) -> Result<(Solution, SocketAddr), JobFailure> {
         let Stream { mut send, mut recv, conn, addr } =
             self.open(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
@@ -648,9 +651,13 @@ impl Mesh {
         loop {
             match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {
                 Ok(Some(Response::Started)) => debug!(worker = %ad.instance, "job started"),
-                Ok(Some(Response::Received(_) | Response::Ready { .. } | Response::Step(_))) => {
-                    return Err(JobFailure::Retry("worker sent an unexpected reply".into()))
+                Ok(Some(Response::Waiting { reason })) => {
+                    debug!(worker = %ad.instance, "waiting for {reason}");
+                    on_wait(reason);
                 }
+                Ok(Some(
+                    Response::Received(_) | Response::Ready { .. } | Response::Step(_) | Response::Lease(_),
+                )) => return Err(JobFailure::Retry("worker sent an unexpected reply".into())),
                 Ok(Some(Response::Done(sol))) => return Ok((sol, addr)),
                 Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
                     return Err(JobFailure::Rejected(message))

@@ -65,6 +65,15 @@ pub enum Event {
         /// Attempt number (1 for the first).
         attempt: u32,
     },
+    /// A job sent to a worker waits there before it can start (a licence seat).
+    Waiting {
+        /// Job.
+        job: JobId,
+        /// Worker instance.
+        worker: String,
+        /// What it waits for.
+        reason: String,
+    },
     /// A run failed and the job went back to the queue.
     Retrying {
         /// Job.
@@ -595,9 +604,14 @@ impl Actor {
             let mesh = self.mesh.clone();
             let attempt = self.sched.attempts(job);
             let _ = self.events.send(Event::Started { job, worker: worker.clone(), attempt });
+            let events = self.events.clone();
+            let waiter = worker.clone();
             self.tasks.spawn(async move {
+                let on_wait = move |reason: String| {
+                    let _ = events.send(Event::Waiting { job, worker: waiter.clone(), reason });
+                };
                 let end = tokio::select! {
-                    r = mesh.send_job(&ad, &path, &header) => match r {
+                    r = mesh.send_job(&ad, &path, &header, &on_wait) => match r {
                         Ok((sol, addr)) => RunEnd::Solved(sol, addr),
                         Err(f) => RunEnd::Failed(f),
                     },

@@ -426,3 +426,132 @@ fn racing_takes_the_first_answer_and_cancels_the_rest() {
     let out = mesh.run(&["--race", "cbc", model.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }
+
+/// Seconds since midnight of a worker log line's timestamp (`2026-11-27T11:23:33.811032Z ...`).
+fn log_time(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?.split('T').nth(1)?.trim_end_matches('Z');
+    let mut f = t.split(':');
+    let (h, m, s): (f64, f64, f64) =
+        (f.next()?.parse().ok()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// Solve intervals (start, end) from a worker's log.
+fn solve_intervals(log: &str) -> Vec<(f64, f64)> {
+    let mut open: std::collections::HashMap<String, f64> = Default::default();
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Some(job) = line.split("job{").nth(1).and_then(|r| r.split('}').next()) else { continue };
+        let Some(t) = log_time(line) else { continue };
+        if line.contains(": solving ") {
+            open.insert(job.to_string(), t);
+        } else if line.contains(": solved ") {
+            if let Some(s) = open.remove(job) {
+                out.push((s, t));
+            }
+        }
+    }
+    out
+}
+
+/// A licence pool of one seat shared by two workers: never two solves at once
+/// (seen from the workers' own logs), the jobs wait their turn and the client
+/// is told why.
+#[test]
+fn a_licence_pool_of_one_seat_is_never_exceeded() {
+    if common::which("cbc").is_none() {
+        prerequisite_missing("cbc on PATH (apt-get install coinor-cbc)");
+        return;
+    }
+    let mut mesh = Mesh::new("pool");
+    let pool = ["--licence-pool", "cbc=lic.test:27000/1"];
+    mesh.start_worker(
+        &[&["--slots", "2", "--solvers", "cbc", "--no-python", "--name", "pool-a"][..], &pool].concat(),
+    );
+    mesh.start_worker(
+        &[&["--slots", "2", "--solvers", "cbc", "--no-python", "--name", "pool-b"][..], &pool].concat(),
+    );
+    let listed = mesh.wait_for_workers(2);
+    assert!(listed.iter().all(|w| w["solvers"][0]["name"] == "cbc"), "{listed:?}");
+    let dir = mesh.home_path().join("batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Market split stops at its time limit: each solve holds the seat for 1 s.
+    for i in 0..4 {
+        std::fs::copy(examples().join("marketsplit.lp"), dir.join(format!("ms{i}.lp"))).unwrap();
+    }
+    let out = mesh.run(&["--time-limit", "1s", "--json", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json_of(&out);
+    let workers: std::collections::HashSet<&str> =
+        v.as_array().unwrap().iter().map(|r| r["worker"].as_str().unwrap()).collect();
+    assert_eq!(workers.len(), 2, "both workers took jobs: {v}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("waiting for cbc licence (1/1 in use)"),
+        "{}",
+        show(&out)
+    );
+    let mut all: Vec<(f64, f64)> = mesh.workers.iter().flat_map(|w| solve_intervals(&w.log_text())).collect();
+    assert_eq!(all.len(), 4, "{all:?}");
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for w in all.windows(2) {
+        assert!(w[1].0 >= w[0].1, "two solves overlapped on a pool of one seat: {all:?}");
+    }
+}
+
+/// No licence free (a Gurobi token server that does not answer): the job is not
+/// burned through its attempts; it waits, the client is told why, and Ctrl-C
+/// ends the wait with no process left behind.
+#[test]
+fn no_free_licence_waits_and_says_so() {
+    let Some(py) = test_python() else {
+        prerequisite_missing("MESHSOLVE_TEST_PYTHON with gurobipy");
+        return;
+    };
+    let mut mesh = Mesh::new("nolicence");
+    // A licence file naming a token server on a loopback port where nothing listens.
+    let lic = mesh.home_path().join("gurobi.lic");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(&lic, format!("TOKENSERVER=127.0.0.1\nPORT={port}\n")).unwrap();
+    mesh.start_worker_env(
+        &["--slots", "1", "--solvers", "gurobi", "--python", py.to_str().unwrap()],
+        &[("GRB_LICENSE_FILE", &lic)],
+    );
+    let listed = mesh.wait_for_workers(1);
+    if listed[0]["solvers"].as_array().unwrap().is_empty() {
+        prerequisite_missing("gurobipy in MESHSOLVE_TEST_PYTHON");
+        return;
+    }
+    let knapsack = examples().join("knapsack.lp");
+    let mut child = mesh
+        .cmd()
+        .args(["--solver", "gurobi", knapsack.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let t = std::time::Instant::now();
+    let waiting = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(l) if l.contains("waiting for gurobi licence") => break l,
+            Ok(l) => seen.push(l),
+            Err(_) => assert!(t.elapsed().as_secs() < 30, "no waiting note: {seen:?}"),
+        }
+    };
+    assert!(waiting.contains("token server"), "the solver's own reason: {waiting}");
+    assert!(child.try_wait().unwrap().is_none(), "still waiting, not failed");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(0));
+    let w = &mesh.workers[0];
+    wait_until(10, "no solver process left", || children_of(w.pid()).is_empty());
+}

@@ -67,6 +67,12 @@ struct Opts {
     /// e.g. `--solver-slots cplex=2` on a box with 8 cores and 2 CPLEX licences.
     #[arg(long = "solver-slots", value_delimiter = ',', value_parser = parse_solver_slots)]
     solver_slots: Vec<(String, u32)>,
+    /// A licence shared with other boxes, SOLVER=SERVER/SEATS (repeatable), e.g.
+    /// `--licence-pool gurobi=tok1.lan:41954/10`: across every worker of the namespace
+    /// that names the same solver and server, at most SEATS solves run at once; a job
+    /// waits for a free seat (its client is told so).
+    #[arg(long = "licence-pool", alias = "license-pool", value_name = "SOLVER=SERVER/SEATS", value_parser = parse_pool)]
+    pools: Vec<meshsolve::protocol::PoolInfo>,
     /// Memory limit of each solver process in MiB (address space); a solve that needs
     /// more fails like a crash and is retried elsewhere, instead of starving the box.
     #[arg(long, value_name = "MIB")]
@@ -116,6 +122,19 @@ fn parse_solver_path(s: &str) -> Result<(solver::Kind, PathBuf), String> {
         ));
     }
     Ok((kind, PathBuf::from(v)))
+}
+
+fn parse_pool(s: &str) -> Result<meshsolve::protocol::PoolInfo, String> {
+    let bad = || format!("`{s}` is not SOLVER=SERVER/SEATS (e.g. gurobi=tok1.lan:41954/10)");
+    let (solver, rest) = s.split_once('=').ok_or_else(bad)?;
+    let kind =
+        solver::Kind::parse(solver).ok_or_else(|| format!("`{solver}` is not a solver meshsolve knows"))?;
+    let (server, seats) = rest.rsplit_once('/').ok_or_else(bad)?;
+    let size: u32 = seats.trim().parse().map_err(|_| bad())?;
+    let pool =
+        meshsolve::protocol::PoolInfo { solver: kind.to_string(), server: server.trim().to_string(), size };
+    pool.validate().map_err(|e| format!("{e}: {}", bad()))?;
+    Ok(pool)
 }
 
 fn main() -> ExitCode {
@@ -169,6 +188,16 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     }
     tracing::debug!(ms = found.elapsed.as_secs_f64() * 1000.0, "solvers detected");
     let solvers = found.found;
+    for p in &opts.pools {
+        if !solvers.iter().any(|a| a.kind.as_str() == p.solver) {
+            return Err(cli::Usage(format!(
+                "--licence-pool {}: this worker offers no {} (see --list-solvers)",
+                p.spec(),
+                p.solver
+            ))
+            .into());
+        }
+    }
     let bind = SocketAddr::new(opts.bind, opts.port);
     let probe = std::net::UdpSocket::bind(bind)
         .with_context(|| format!("cannot bind UDP {bind}; is the port in use?"))?;
@@ -189,6 +218,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         solver_memory: opts.solver_memory.map(|m| m << 20),
         max_time_limit: opts.max_time_limit,
         name_server: opts.name_server.or_else(meshsolve::discovery::registry::from_env),
+        pools: opts.pools,
     };
     let discovery: Arc<dyn meshsolve::discovery::Discovery> = if opts.no_mdns {
         if cfg.name_server.is_none() {

@@ -184,6 +184,8 @@ mod tests {
             protocol: 1,
             version: String::new(),
             relay: None,
+            pools: Vec::new(),
+            since: 0,
         }
     }
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{BoxFuture, Discovery, DiscoveryError, DiscoveryEvent, SolverInfo, WorkerAd, SERVICE_TYPE};
+use crate::protocol::PoolInfo;
 
 /// mDNS announcer and browser.
 pub struct Mdns {
@@ -87,6 +88,14 @@ fn encode(ad: &WorkerAd) -> Vec<(String, String)> {
         ("slots".into(), ad.slots.to_string()),
         ("ver".into(), ad.version.clone()),
     ]
+    .into_iter()
+    .chain(
+        (!ad.pools.is_empty()).then(|| {
+            ("pools".to_string(), ad.pools.iter().map(PoolInfo::spec).collect::<Vec<_>>().join(","))
+        }),
+    )
+    .chain((!ad.pools.is_empty()).then(|| ("since".to_string(), ad.since.to_string())))
+    .collect()
 }
 
 /// Where to reach an advertised address. A link-local IPv6 address means
@@ -128,6 +137,8 @@ pub fn decode(
         protocol: get("proto")?.parse().ok()?,
         version: get("ver").unwrap_or_default(),
         relay: None,
+        pools: get("pools").map(|p| p.split(',').filter_map(PoolInfo::parse).collect()).unwrap_or_default(),
+        since: get("since").and_then(|s| s.parse().ok()).unwrap_or(0),
     })
 }
 
@@ -224,4 +235,34 @@ impl Discovery for Mdns {
 /// The instance name of a full service name.
 fn instance_of(fullname: &str) -> String {
     fullname.strip_suffix(&format!(".{SERVICE_TYPE}")).unwrap_or(fullname).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adverts_round_trip_through_txt_records() {
+        let ad = WorkerAd {
+            instance: "w1".into(),
+            namespace: "ns".into(),
+            addrs: vec![([127, 0, 0, 1], 9).into()],
+            solvers: vec![SolverInfo { name: "gurobi".into(), version: "13.0.3".into(), slots: 2 }],
+            slots: 4,
+            ca_fingerprint: "ca".into(),
+            protocol: crate::protocol::VERSION,
+            version: "0.1.0".into(),
+            relay: None,
+            pools: vec![PoolInfo { solver: "gurobi".into(), server: "tok1.lan:41954".into(), size: 10 }],
+            since: 1_700_000_000_000,
+        };
+        let txt: std::collections::HashMap<String, String> = encode(&ad).into_iter().collect();
+        assert!(txt.values().all(|v| v.len() <= 255), "TXT strings fit");
+        let back = decode("w1", ad.addrs.clone(), |k| txt.get(k).cloned()).unwrap();
+        assert_eq!(back, ad);
+        assert_eq!(PoolInfo::parse("gurobi@tok1.lan:41954/10"), Some(ad.pools[0].clone()));
+        for bad in ["gurobi@x/0", "gurobi/3", "@x/1", "g@x/abc"] {
+            assert_eq!(PoolInfo::parse(bad), None, "{bad}");
+        }
+    }
 }

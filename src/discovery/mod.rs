@@ -241,6 +241,8 @@ mod tests {
             protocol: 1,
             version: String::new(),
             relay: relay.map(|p| ([127, 0, 0, 1], p).into()),
+            pools: Vec::new(),
+            since: 0,
         }
     }
 

@@ -54,6 +54,97 @@ pub enum Request {
         /// Bytes that follow.
         size: u64,
     },
+    /// Worker to the keeper of a licence pool: one seat, held until this stream
+    /// ends (the holder finishes it, or its connection dies). Answered by
+    /// [`Response::Lease`] frames.
+    Lease(LeaseRequest),
+}
+
+/// A request for one seat of a licence pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    /// The pool.
+    pub pool: PoolInfo,
+    /// Who asks (worker instance), for logs.
+    pub holder: String,
+    /// The seat is already in use (its keeper went away mid-solve): count it at once.
+    pub running: bool,
+}
+
+impl LeaseRequest {
+    /// Checks every field from the wire.
+    ///
+    /// # Errors
+    /// [`Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check_text("holder", &self.holder, 256)?;
+        self.pool.validate()
+    }
+}
+
+/// A licence shared by several boxes (a Gurobi token server, a FlexLM server):
+/// at most `size` solves of `solver` at once, across every worker that names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PoolInfo {
+    /// The solver it licenses.
+    pub solver: String,
+    /// The licence server, as the workers name it (`tok1.lan:41954`).
+    pub server: String,
+    /// Seats.
+    pub size: u32,
+}
+
+impl PoolInfo {
+    /// `solver@server/size`, as written in flags and adverts.
+    pub fn spec(&self) -> String {
+        format!("{}@{}/{}", self.solver, self.server, self.size)
+    }
+
+    /// Parses [`PoolInfo::spec`].
+    pub fn parse(spec: &str) -> Option<PoolInfo> {
+        let (solver, rest) = spec.split_once('@')?;
+        let (server, size) = rest.rsplit_once('/')?;
+        let p = PoolInfo { solver: solver.to_string(), server: server.to_string(), size: size.parse().ok()? };
+        p.validate().is_ok().then_some(p)
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check_text("pool solver", &self.solver, 64)?;
+        check_text("pool server", &self.server, 255)?;
+        if self.solver.is_empty()
+            || self.server.is_empty()
+            || self.solver.contains(['@', ','])
+            || self.server.contains(',')
+        {
+            return Err(Invalid::BadText { field: "pool", why: "expected SOLVER@SERVER/SEATS" });
+        }
+        if !(1..=100_000).contains(&self.size) {
+            return Err(Invalid::OutOfRange {
+                field: "pool size",
+                value: self.size as f64,
+                range: "1 to 100000",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The keeper's answers on a lease stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LeaseState {
+    /// Every seat is taken; the request waits in line.
+    Waiting {
+        /// Seats in use.
+        in_use: u32,
+        /// Seats in all.
+        size: u32,
+    },
+    /// The seat is the holder's until it ends the stream.
+    Granted,
 }
 
 /// Header of a solve stream.
@@ -206,6 +297,13 @@ pub enum Response {
     },
     /// Answer to one PH step.
     Step(StepReply),
+    /// The job waits before it can start (a licence seat); sent again when it changes.
+    Waiting {
+        /// What it waits for, e.g. `gurobi licence (10/10 in use)`.
+        reason: String,
+    },
+    /// On a lease stream: the keeper's answer.
+    Lease(LeaseState),
     /// The job failed.
     Failed {
         /// Category, which tells the client whether to retry.
@@ -408,6 +506,13 @@ pub struct WorkerAd {
     /// A name server that relays to this worker, for clients that cannot reach it directly.
     #[serde(default)]
     pub relay: Option<SocketAddr>,
+    /// Licence pools it draws on (the workers naming a pool agree on its keeper).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolInfo>,
+    /// When it started (Unix milliseconds), with pools only: the oldest worker of a
+    /// pool keeps its count, so a worker that joins never displaces the keeper.
+    #[serde(default)]
+    pub since: u64,
 }
 
 impl WorkerAd {

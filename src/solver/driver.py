@@ -79,8 +79,12 @@ def gurobi_detect():
         m.optimize()
         limited = False
     except gp.GurobiError as e:
-        if e.errno != 10010:
-            raise gurobi_refusal(e)
+        r = gurobi_refusal(e)
+        if r.kind == "licence_unavailable":
+            # A licence server that is down now may be up when a job comes.
+            return {"version": version, "limited": False, "note": str(r)}
+        if r.kind != "licence_size":
+            raise r
         limited = True
     return {"version": version, "limited": limited}
 
@@ -162,6 +166,8 @@ def cplex_detect():
         limited = False
     except cplex.exceptions.CplexError as e:
         r = cplex_refusal(e)
+        if r.kind == "licence_unavailable":
+            return {"version": version, "limited": False, "note": str(r)}
         if r.kind != "licence_size":
             raise r
         limited = True
@@ -241,6 +247,8 @@ def xpress_detect():
         limited = False
     except xp.SolverError as e:
         r = xpress_refusal(e)
+        if r.kind == "licence_unavailable":
+            return {"version": version, "limited": False, "note": str(r)}
         if r.kind != "licence_size":
             raise r
         limited = True

@@ -217,6 +217,8 @@ pub struct Detection {
     pub probes: Vec<Probe>,
     /// How long looking took.
     pub elapsed: Duration,
+    /// The solvers asked for (`--solvers`); empty means all.
+    pub only: Vec<Kind>,
 }
 
 impl Detection {
@@ -243,7 +245,7 @@ impl Detection {
     /// A table of every solver: used, found another way, or why not found.
     pub fn report(&self) -> String {
         let mut out = String::new();
-        for kind in Kind::ALL {
+        for kind in Kind::ALL.into_iter().filter(|k| self.only.is_empty() || self.only.contains(k)) {
             let used = self.get(kind);
             let probes = self.probes.iter().filter(|p| p.kind == kind);
             match used {
@@ -367,7 +369,7 @@ pub fn detect(cfg: &DetectConfig) -> Detection {
     // A size-limited edition comes after every full one: clients take the first
     // solver a worker advertises as its default.
     found.sort_by_key(|a| a.size_limited);
-    Detection { found, probes, elapsed: started.elapsed() }
+    Detection { found, probes, elapsed: started.elapsed(), only: cfg.only.clone() }
 }
 
 /// The first executable called `name` on `PATH`.

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
+mod pools;
 mod registration;
 
 use crate::certs::{NamespaceCa, WORKER_NAME};
@@ -27,6 +28,13 @@ use crate::protocol::{
 };
 use crate::solver::process::{self, ChildRequest, RunError};
 use crate::solver::Available;
+
+/// When a solver finds no licence free, the job waits this long before it
+/// tries again, twice as long each time up to [`NO_LICENCE_MAX_PAUSE`], for at
+/// most [`NO_LICENCE_PATIENCE`] in all; then another worker may try.
+const NO_LICENCE_FIRST_PAUSE: Duration = Duration::from_secs(2);
+const NO_LICENCE_MAX_PAUSE: Duration = Duration::from_secs(60);
+const NO_LICENCE_PATIENCE: Duration = Duration::from_secs(15 * 60);
 
 /// Largest model a worker accepts by default.
 pub const DEFAULT_MAX_MODEL: u64 = 4 << 30;
@@ -64,6 +72,8 @@ pub struct WorkerConfig {
     pub max_time_limit: Option<Duration>,
     /// A static name server to register with, `HOST[:PORT]`.
     pub name_server: Option<String>,
+    /// Licence pools shared with other workers (see [`pools`]).
+    pub pools: Vec<crate::protocol::PoolInfo>,
 }
 
 struct Shared {
@@ -73,6 +83,8 @@ struct Shared {
     /// Where the advert lives, to withdraw a solver that disappeared.
     discovery: Arc<dyn Discovery>,
     ad: std::sync::Mutex<WorkerAd>,
+    /// Licence pools: seats this worker takes, and lends when it is a keeper.
+    pools: Arc<pools::Pools>,
     slots: Arc<Semaphore>,
     /// Resident hosts for progressive hedging, at most one per slot.
     hosts: tokio::sync::Mutex<Vec<Arc<process::ResidentHost>>>,
@@ -156,6 +168,11 @@ pub async fn run(
         protocol: crate::protocol::VERSION,
         version: env!("CARGO_PKG_VERSION").into(),
         relay: None,
+        pools: cfg.pools.clone(),
+        since: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
     };
     discovery.announce(&ad)?;
     let peers = remember_locally(&ca, &ad);
@@ -179,9 +196,13 @@ pub async fn run(
         solvers: std::sync::RwLock::new(cfg.solvers.clone()),
         discovery: discovery.clone(),
         ad: std::sync::Mutex::new(ad.clone()),
+        pools: pools::Pools::new(cfg.instance.clone(), ad.since, cfg.pools.clone(), endpoint.clone()),
         cfg,
     });
     let tracker = TaskTracker::new();
+    if shared.pools.any() {
+        watch_pool_peers(&shared, &endpoint, &tracker)?;
+    }
     if let Some(ns) = shared.cfg.name_server.clone() {
         let (sh, tr) = (shared.clone(), tracker.clone());
         tracker.spawn(registration::keep_registered(
@@ -392,6 +413,13 @@ async fn handle_stream(
             let msg = "this is a meshworker, not a name server (meshns)";
             write_msg(&mut send, &crate::protocol::NsReply::Refused(msg.into())).await?;
         }
+        Request::Lease(req) => {
+            if let Err(e) = req.validate() {
+                write_msg(&mut send, &failed(FailKind::Rejected, format!("bad lease request: {e}"))).await?;
+            } else {
+                shared.pools.serve(req, &mut send, &mut recv).await;
+            }
+        }
         Request::Discard { size } => {
             let mut limited = tokio::io::AsyncReadExt::take(&mut recv, size);
             let n = tokio::io::copy(&mut limited, &mut tokio::io::sink()).await?;
@@ -490,6 +518,71 @@ async fn receive_model(
     }
 }
 
+/// Takes a seat of a licence pool, telling the client while it waits; `None`
+/// when the client goes away or the worker stops first.
+async fn take_seat(
+    pool: &crate::protocol::PoolInfo,
+    send: &mut quinn::SendStream,
+    shared: &Shared,
+) -> Option<pools::Lease> {
+    let (waits, mut told) = tokio::sync::mpsc::unbounded_channel();
+    let lease = shared.pools.lease(pool, waits);
+    tokio::pin!(lease);
+    loop {
+        tokio::select! {
+            l = &mut lease => return Some(l),
+            Some(w) = told.recv() => {
+                if let crate::protocol::LeaseState::Waiting { in_use, size } = w {
+                    let reason = format!("{} licence ({in_use}/{size} in use)", pool.solver);
+                    info!("waiting for {reason}");
+                    if write_msg(send, &Response::Waiting { reason }).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+            _ = shared.jobs.cancelled() => return None,
+        }
+    }
+}
+
+/// Feeds the adverts of the namespace's workers to the pools, to agree on keepers:
+/// from this worker's discovery, and from the name server when it has one.
+fn watch_pool_peers(
+    shared: &Arc<Shared>,
+    endpoint: &quinn::Endpoint,
+    tracker: &TaskTracker,
+) -> Result<(), WorkerError> {
+    let mut sources = vec![shared.discovery.browse()?];
+    let lookup = shared.cfg.name_server.clone().map(|spec| {
+        Arc::new(crate::discovery::registry::NameServerLookup::new(
+            endpoint.clone(),
+            spec,
+            shared.cfg.namespace.clone(),
+        ))
+    });
+    if let Some(l) = &lookup {
+        sources.push(crate::discovery::Discovery::browse(l.as_ref())?);
+    }
+    for mut rx in sources {
+        let (sh, lookup) = (shared.clone(), lookup.clone());
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = sh.stop.cancelled() => break,
+                    ev = rx.recv() => match ev {
+                        Some(ev) => sh.pools.seen(ev),
+                        None => break,
+                    },
+                }
+            }
+            if let Some(l) = lookup {
+                crate::discovery::Discovery::shutdown(l.as_ref()).await;
+            }
+        });
+    }
+    Ok(())
+}
+
 /// Takes a solver licence (if limited) and a slot; `None` when the worker stops.
 async fn take_slot(
     solver: &str,
@@ -532,6 +625,13 @@ async fn solve(
         let Some(permit) = take_slot(&solver_name, shared).await else {
             return failed(FailKind::Unavailable, "worker is shutting down");
         };
+        let _seat = match shared.pools.pool_of(&solver_name) {
+            Some(pool) => match take_seat(&pool, send, shared).await {
+                Some(seat) => Some(seat),
+                None => return failed(FailKind::Cancelled, "cancelled while waiting for a licence"),
+            },
+            None => None,
+        };
         if write_msg(send, &Response::Started).await.is_err() {
             return failed(FailKind::Cancelled, "client went away");
         }
@@ -546,10 +646,30 @@ async fn solve(
             resident: None,
         };
         let started = Instant::now();
-        let result = tokio::select! {
-            r = process::run(&shared.cfg.solver_exe, &child, &cancel, shared.cfg.solver_memory) => r,
-            // The client reset or dropped the stream: cancel the solve.
-            _ = send.stopped() => { cancel.cancel(); Err(RunError::Cancelled) }
+        let mut pause = NO_LICENCE_FIRST_PAUSE;
+        let result = loop {
+            let r = tokio::select! {
+                r = process::run(&shared.cfg.solver_exe, &child, &cancel, shared.cfg.solver_memory) => r,
+                // The client reset or dropped the stream: cancel the solve.
+                _ = send.stopped() => { cancel.cancel(); Err(RunError::Cancelled) }
+            };
+            // No licence free right now (every token taken): not the job's fault.
+            // Wait and try again, longer each time, and tell the client why.
+            let Err(RunError::NoLicence(m)) = &r else { break r };
+            if started.elapsed() + pause > NO_LICENCE_PATIENCE {
+                break r;
+            }
+            let reason = format!("{solver_name} licence ({m}); trying again in {} s", pause.as_secs());
+            info!("waiting for {reason}");
+            if write_msg(send, &Response::Waiting { reason }).await.is_err() {
+                break Err(RunError::Cancelled);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = send.stopped() => break Err(RunError::Cancelled),
+                _ = cancel.cancelled() => break Err(RunError::Cancelled),
+            }
+            pause = (pause * 2).min(NO_LICENCE_MAX_PAUSE);
         };
         drop(permit);
         drop(guard);
@@ -570,13 +690,13 @@ async fn solve(
                 failed(FailKind::Cancelled, "solve cancelled")
             }
             Err(RunError::NoLicence(m)) => {
-                warn!("no licence free: {m}");
-                failed(FailKind::Unavailable, m)
+                warn!("no licence free after waiting: {m}");
+                failed(FailKind::Crashed, format!("no {solver_name} licence free for {} min: {m}", NO_LICENCE_PATIENCE.as_secs() / 60))
             }
             Err(RunError::Missing(m)) => {
                 warn!("{m}; no longer offering {solver_name}");
                 shared.withdraw(&solver_name);
-                failed(FailKind::Unavailable, m)
+                failed(FailKind::Crashed, m)
             }
             Err(e) => {
                 warn!("solve failed: {e}");

@@ -87,11 +87,17 @@ impl Mesh {
 
     /// Starts a worker with extra flags and waits until it listens.
     pub fn start_worker(&mut self, extra: &[&str]) -> &Worker {
+        self.start_worker_env(extra, &[])
+    }
+
+    /// Starts a worker with extra flags and environment variables.
+    pub fn start_worker_env(&mut self, extra: &[&str], env: &[(&str, &Path)]) -> &Worker {
         let log = self.home.path().join(format!("worker{}.log", self.workers.len()));
         let logf = std::fs::File::create(&log).expect("log file");
         let child = Command::new(WORKER)
             .args(["--namespace", &self.ns, "--interface", "lo", "--log-level", "info"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("MESHSOLVE_HOME", self.home.path())
             .env_remove("RUST_LOG")
             .env_remove("MESHSOLVE_NAMESPACE")

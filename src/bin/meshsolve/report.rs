@@ -166,6 +166,9 @@ impl Progress {
                     self.line(format!("retry   {} on {worker} (attempt {attempt})", self.name(*job)));
                 }
             }
+            Event::Waiting { job, worker, reason } => {
+                self.line(format!("waiting {} on {worker}: waiting for {reason}", self.name(*job)));
+            }
             Event::Retrying { job, worker, reason } => {
                 dec(&mut self.running, worker);
                 self.line(format!("retry   {}: failed on {worker}: {reason}", self.name(*job)));
