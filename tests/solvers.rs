@@ -555,3 +555,43 @@ fn no_free_licence_waits_and_says_so() {
     let w = &mesh.workers[0];
     wait_until(10, "no solver process left", || children_of(w.pid()).is_empty());
 }
+
+/// The keeper of a pool dies mid-batch: the other worker takes the count over
+/// and every job still finishes (those of the dead worker elsewhere).
+#[test]
+fn a_pool_outlives_its_keeper() {
+    if common::which("cbc").is_none() {
+        prerequisite_missing("cbc on PATH (apt-get install coinor-cbc)");
+        return;
+    }
+    let mut mesh = Mesh::new("poolkeeper");
+    let pool = ["--licence-pool", "cbc=lic.test:27000/1"];
+    // The first worker is the older one: the keeper.
+    mesh.start_worker(
+        &[&["--slots", "1", "--solvers", "cbc", "--no-python", "--name", "keeper"][..], &pool].concat(),
+    );
+    mesh.start_worker(
+        &[&["--slots", "1", "--solvers", "cbc", "--no-python", "--name", "other"][..], &pool].concat(),
+    );
+    mesh.wait_for_workers(2);
+    let dir = mesh.home_path().join("batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..4 {
+        std::fs::copy(examples().join("marketsplit.lp"), dir.join(format!("ms{i}.lp"))).unwrap();
+    }
+    let child = mesh.spawn(&["--time-limit", "1s", "--json", dir.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    mesh.workers[0].signal(nix::sys::signal::Signal::SIGKILL);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json_of(&out);
+    assert_eq!(v.as_array().unwrap().len(), 4);
+    let log = mesh.workers[1].log_text();
+    assert!(log.contains("keeper gone") || log.contains("keeper unreachable"), "{log}");
+    // After the keeper died, the survivor's solves never overlap.
+    let mut mine = solve_intervals(&log);
+    mine.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for w in mine.windows(2) {
+        assert!(w[1].0 >= w[0].1, "{mine:?}");
+    }
+}
