@@ -261,6 +261,14 @@ pub(crate) struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Only the solver back-ends: each one this box has against the same solver run by
+    /// hand, on the shipped farmer and a tiny knapsack (or the models of --models). No
+    /// mesh needed.
+    #[arg(long)]
+    pub(crate) backends: bool,
+    /// With --backends: the models to measure on (a directory, files or patterns).
+    #[arg(long, value_name = "DIR", requires = "backends")]
+    pub(crate) models: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -60,7 +60,12 @@ pub struct Figure {
     pub ratio: Option<String>,
 }
 
-fn figure(group: &'static str, name: impl Into<String>, unit: &'static str, mut xs: Vec<f64>) -> Figure {
+pub(crate) fn figure(
+    group: &'static str,
+    name: impl Into<String>,
+    unit: &'static str,
+    mut xs: Vec<f64>,
+) -> Figure {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
     let median = if n == 0 {
@@ -82,7 +87,7 @@ fn figure(group: &'static str, name: impl Into<String>, unit: &'static str, mut 
     }
 }
 
-fn ratio(f: &mut Figure, base: &Figure, what: &str) {
+pub(crate) fn ratio(f: &mut Figure, base: &Figure, what: &str) {
     f.ratio = Some(format!("x{:.2} vs {what}", f.median / base.median));
 }
 
@@ -425,7 +430,13 @@ pub(crate) async fn command(m: &crate::args::MeshConfig, b: crate::args::BenchAr
         ph_scenarios: b.ph_scenarios,
     };
     let t = Instant::now();
-    let figs = run(&opts, m.client.clone(), |s| eprintln!("bench: {s}")).await?;
+    let figs = if b.backends {
+        tokio::task::block_in_place(|| {
+            crate::bench_backends::run(b.models.as_deref(), b.repeats, |s| eprintln!("bench: {s}"))
+        })?
+    } else {
+        run(&opts, m.client.clone(), |s| eprintln!("bench: {s}")).await?
+    };
     if b.json {
         println!("{}", serde_json::to_string_pretty(&figs)?);
     } else {

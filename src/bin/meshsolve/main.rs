@@ -4,6 +4,7 @@
 mod ampl;
 mod args;
 mod bench;
+mod bench_backends;
 mod cbc;
 mod certs_cmd;
 mod check;
