@@ -75,7 +75,7 @@ pub(crate) fn run(
             d
         }
     };
-    let models: Vec<PathBuf> = meshsolve::inputs::expand_inputs(&[root.clone()])
+    let models: Vec<PathBuf> = meshsolve::inputs::expand_inputs(std::slice::from_ref(&root))
         .with_context(|| format!("no models in {}", root.display()))?;
     for path in &models {
         let m = model::read_file(path, None)?;
