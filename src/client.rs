@@ -637,7 +637,7 @@ impl Mesh {
         ad: &WorkerAd,
         path: &Path,
         header: &SolveRequest,
-        on_wait: &(dyn Fn(String) + Send + Sync),
+        on_note: &(dyn Fn(JobNote) + Send + Sync),
     ) -> Result<(Solution, SocketAddr), JobFailure> {
         let Stream { mut send, mut recv, conn, addr } =
             self.open(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
@@ -653,8 +653,9 @@ impl Mesh {
                 Ok(Some(Response::Started)) => debug!(worker = %ad.instance, "job started"),
                 Ok(Some(Response::Waiting { reason })) => {
                     debug!(worker = %ad.instance, "waiting for {reason}");
-                    on_wait(reason);
+                    on_note(JobNote::Waiting(reason));
                 }
+                Ok(Some(Response::Log(line))) => on_note(JobNote::Log(line)),
                 Ok(Some(
                     Response::Received(_) | Response::Ready { .. } | Response::Step(_) | Response::Lease(_),
                 )) => return Err(JobFailure::Retry("worker sent an unexpected reply".into())),
@@ -867,6 +868,15 @@ pub(crate) struct Stream {
     pub conn: quinn::Connection,
     /// Where it goes.
     pub addr: SocketAddr,
+}
+
+/// What a worker says about a running job before its answer.
+#[derive(Debug, Clone)]
+pub enum JobNote {
+    /// It waits before it can start (a licence seat), and why.
+    Waiting(String),
+    /// A line of the solver's own log (when the job asked for it).
+    Log(String),
 }
 
 /// How a single run of a job failed.

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info};
 
-use crate::client::{check_model, ClientError, JobFailure, JobOptions, JobResult, Mesh};
+use crate::client::{check_model, ClientError, JobFailure, JobNote, JobOptions, JobResult, Mesh};
 use crate::protocol::{Solution, SolveRequest, WorkerAd};
 use crate::schedule::{Assignment, Capacity, Failure, JobId, JobState, Outcome, Scheduler};
 
@@ -73,6 +73,15 @@ pub enum Event {
         worker: String,
         /// What it waits for.
         reason: String,
+    },
+    /// A line of the solver's log of a running job (when the job asked for it).
+    Log {
+        /// Job.
+        job: JobId,
+        /// Worker instance.
+        worker: String,
+        /// The line.
+        line: String,
     },
     /// A run failed and the job went back to the queue.
     Retrying {
@@ -607,11 +616,15 @@ impl Actor {
             let events = self.events.clone();
             let waiter = worker.clone();
             self.tasks.spawn(async move {
-                let on_wait = move |reason: String| {
-                    let _ = events.send(Event::Waiting { job, worker: waiter.clone(), reason });
+                let on_note = move |note: JobNote| {
+                    let worker = waiter.clone();
+                    let _ = events.send(match note {
+                        JobNote::Waiting(reason) => Event::Waiting { job, worker, reason },
+                        JobNote::Log(line) => Event::Log { job, worker, line },
+                    });
                 };
                 let end = tokio::select! {
-                    r = mesh.send_job(&ad, &path, &header, &on_wait) => match r {
+                    r = mesh.send_job(&ad, &path, &header, &on_note) => match r {
                         Ok((sol, addr)) => RunEnd::Solved(sol, addr),
                         Err(f) => RunEnd::Failed(f),
                     },

@@ -297,6 +297,18 @@ fn solver_placement_and_listing() {
         assert!(v["solver"].as_str().unwrap().starts_with(solver), "{v}");
         assert!(close(v["objective"].as_f64().unwrap(), 21.0, 1e-9), "{v}");
     }
+    // --log streams the solver's own log; without it, the solver keeps quiet.
+    let out = mesh.run(&["--solver", "cbc", "--log", knapsack.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Welcome to the CBC MILP Solver"),
+        "{}",
+        show(&out)
+    );
+    let out = mesh.run(&["--solver", "glpk", "--log", knapsack.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GLPK Integer Optimizer"), "{}", show(&out));
+    let out = mesh.run(&["--solver", "cbc", knapsack.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("CBC MILP"), "{}", show(&out));
     // Nobody has it: a clear error, at once.
     let out = mesh.run(&["--solver", "scip", "--wait", "1s", knapsack.to_str().unwrap()]);
     assert_ne!(out.status.code(), Some(0));

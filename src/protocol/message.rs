@@ -304,6 +304,8 @@ pub enum Response {
     },
     /// On a lease stream: the keeper's answer.
     Lease(LeaseState),
+    /// A line of the solver's own log (when the job asked for it).
+    Log(String),
     /// The job failed.
     Failed {
         /// Category, which tells the client whether to retry.
@@ -482,6 +484,9 @@ pub struct SolveOptions {
     /// Also compute row duals when the model is continuous and solved to optimality.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duals: bool,
+    /// Stream the solver's own log to the client ([`Response::Log`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log: bool,
 }
 
 /// What a worker advertises.

@@ -99,9 +99,27 @@ pub(super) fn passthrough(opts: &SolveOptions) -> impl Iterator<Item = &(String,
     opts.extra.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("threads"))
 }
 
+/// Which of an external solver's outputs is its log, to show as it comes when
+/// the job asked for it (`meshsolve --log`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Echo {
+    /// Neither (no log asked for).
+    Off,
+    /// Standard error (standard output is the answer).
+    Stderr,
+    /// Both.
+    Both,
+}
+
 /// Runs an external solver to completion; it dies with its parent (the solver
 /// child), and shares its process group, so cancelling the job kills it too.
-pub(super) fn run_guarded(cmd: &mut Command, kind: Kind) -> Result<std::process::Output, SolveError> {
+/// What `echo` names is copied line by line to this process's standard error
+/// as it comes (the worker passes it on to the client).
+pub(super) fn run_guarded(
+    cmd: &mut Command,
+    kind: Kind,
+    echo: Echo,
+) -> Result<std::process::Output, SolveError> {
     use std::os::unix::process::CommandExt;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: `pre_exec` runs between fork and exec, where only async-signal-safe
@@ -114,10 +132,50 @@ pub(super) fn run_guarded(cmd: &mut Command, kind: Kind) -> Result<std::process:
             Ok(())
         });
     }
-    cmd.output().map_err(|e| SolveError::Missing {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let missing = |e: std::io::Error| SolveError::Missing {
         solver: kind.to_string(),
-        message: format!("cannot run {}: {e}", cmd.get_program().to_string_lossy()),
+        message: format!("cannot run {program}: {e}"),
+    };
+    if echo == Echo::Off {
+        return cmd.output().map_err(missing);
+    }
+    let mut child = cmd.spawn().map_err(missing)?;
+    let copy = |stream: Option<Box<dyn std::io::Read + Send>>, show: bool| {
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut kept = Vec::new();
+            let Some(stream) = stream else { return kept };
+            let mut reader = std::io::BufReader::new(stream);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                if show {
+                    let _ = std::io::stderr().write_all(&line);
+                }
+                kept.extend_from_slice(&line);
+                line.clear();
+            }
+            kept
+        })
+    };
+    let out =
+        copy(child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), echo == Echo::Both);
+    let err = copy(child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), true);
+    let status = child.wait().map_err(missing)?;
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     })
+}
+
+/// A command-line solver's log is its standard output and error.
+fn echo(opts: &SolveOptions) -> Echo {
+    if opts.log {
+        Echo::Both
+    } else {
+        Echo::Off
+    }
 }
 
 /// The last lines of a solver's output, for error messages.
@@ -250,7 +308,7 @@ fn cbc(exe: &Path, p: &Prepared, opts: &SolveOptions, threads: u32) -> Result<An
         }
     }
     cmd.args(["-solve", "-printingOptions", "all", "-solution"]).arg(&sol);
-    let out = run_guarded(&mut cmd, Kind::Cbc)?;
+    let out = run_guarded(&mut cmd, Kind::Cbc, echo(opts))?;
     // CBC skips a parameter it does not know ("No match for X") and solves anyway.
     let log = String::from_utf8_lossy(&out.stdout);
     if let Some((k, _)) =
@@ -319,7 +377,7 @@ fn glpk(exe: &Path, p: &Prepared, opts: &SolveOptions) -> Result<Answer, SolveEr
         }
     }
     cmd.arg("-w").arg(&sol);
-    let out = run_guarded(&mut cmd, Kind::Glpk)?;
+    let out = run_guarded(&mut cmd, Kind::Glpk, echo(opts))?;
     let log = String::from_utf8_lossy(&out.stdout);
     if let Some(line) = log.lines().find(|l| l.starts_with("Invalid option")) {
         return Err(SolveError::BadOption(format!("glpk: {line}")));
@@ -387,7 +445,7 @@ fn parse_glpk(text: &str, log: &str) -> Option<Answer> {
 fn highs(exe: &Path, p: &Prepared, opts: &SolveOptions, threads: u32) -> Result<Answer, SolveError> {
     let sol = p.file("highs.sol");
     let options = p.file("highs.opt");
-    let mut text = format!("write_solution_style = 0\nlog_to_console = false\nthreads = {threads}\n");
+    let mut text = format!("write_solution_style = 0\nlog_to_console = {}\nthreads = {threads}\n", opts.log);
     if let Some(t) = opts.time_limit {
         text.push_str(&format!("time_limit = {t}\n"));
     }
@@ -406,7 +464,7 @@ fn highs(exe: &Path, p: &Prepared, opts: &SolveOptions, threads: u32) -> Result<
     })?;
     let mut cmd = Command::new(exe);
     cmd.arg("--model_file").arg(&p.mps).arg("--options_file").arg(&options).arg("--solution_file").arg(&sol);
-    let out = run_guarded(&mut cmd, Kind::Highs)?;
+    let out = run_guarded(&mut cmd, Kind::Highs, echo(opts))?;
     let log = String::from_utf8_lossy(&out.stdout);
     if let Some(line) = log.lines().find(|l| l.contains("is unknown") || l.contains("Cannot read value")) {
         return Err(SolveError::BadOption(format!("highs: {}", line.trim_start_matches("ERROR:").trim())));

@@ -28,6 +28,9 @@ pub const CHILD_FLAG: &str = "--solve-child";
 /// Largest request or host message a child accepts (a step over many first-stage variables fits).
 const MAX_REQUEST: usize = crate::protocol::MAX_STEP;
 
+/// Longest solver log line passed on to a client.
+const MAX_LOG_LINE: usize = 4096;
+
 /// Largest reply a child may write (values of a very large model fit).
 const MAX_REPLY: u64 = 1 << 30;
 
@@ -134,6 +137,7 @@ pub async fn run(
     req: &ChildRequest,
     cancel: &CancellationToken,
     memory_limit: Option<u64>,
+    log: Option<&tokio::sync::mpsc::UnboundedSender<String>>,
 ) -> Result<Solution, RunError> {
     let mut child = spawn_child(exe, memory_limit, true)?;
     let pid = child.id().map(|p| p as i32);
@@ -146,13 +150,29 @@ pub async fn run(
         stdin.write_all(&input).await?;
         drop(stdin);
         let mut out = Vec::new();
-        let mut err = Vec::new();
         let mut out_r = (&mut stdout).take(MAX_REPLY);
-        let mut err_r = (&mut stderr).take(1 << 20);
-        let (a, b) = tokio::join!(out_r.read_to_end(&mut out), err_r.read_to_end(&mut err));
+        // The solver's own output, line by line: passed on as it comes when the
+        // client asked for it (`--log`), and the last of it kept for error messages.
+        let err_r = async {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(&mut stderr).lines();
+            let mut kept = std::collections::VecDeque::new();
+            let mut kept_bytes = 0usize;
+            while let Some(line) = lines.next_line().await? {
+                if let Some(log) = log {
+                    let _ = log.send(line.chars().take(MAX_LOG_LINE).collect());
+                }
+                kept_bytes += line.len();
+                kept.push_back(line);
+                while kept.len() > 64 || kept_bytes > 1 << 16 {
+                    kept_bytes -= kept.pop_front().map_or(0, |l| l.len());
+                }
+            }
+            Ok::<_, std::io::Error>(Vec::from(kept).join("\n").into_bytes())
+        };
+        let (a, err) = tokio::join!(out_r.read_to_end(&mut out), err_r);
         a?;
-        b?;
-        Ok::<_, std::io::Error>((out, err))
+        Ok::<_, std::io::Error>((out, err?))
     };
     let deadline = req
         .options

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::command::{passthrough, run_guarded, tail, threads, Prepared};
+use super::command::{passthrough, run_guarded, tail, threads, Echo, Prepared};
 use super::found::{run_probe, Available, Backend, Kind, Probe};
 use super::{Solution, SolveError, SolveOptions, Solver, Status};
 use crate::model::Model;
@@ -134,11 +134,11 @@ impl Solver for PythonSolver {
             "threads": threads,
             "extra": passthrough(opts).map(|(k, v)| (k.clone(), option_value(v))).collect::<Vec<_>>(),
             "duals": opts.duals,
-            "log": false,
+            "log": opts.log,
         });
         let mut cmd = driver(&self.python);
         cmd.arg("solve").arg(self.kind.as_str()).arg(&p.mps).arg(options.to_string());
-        let out = run_guarded(&mut cmd, self.kind)?;
+        let out = run_guarded(&mut cmd, self.kind, if opts.log { Echo::Stderr } else { Echo::Off })?;
         let solver = self.kind.to_string();
         let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|_| SolveError::Failed {
             solver: solver.clone(),

@@ -647,12 +647,27 @@ async fn solve(
         };
         let started = Instant::now();
         let mut pause = NO_LICENCE_FIRST_PAUSE;
+        let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel();
+        let log = child.options.log.then_some(&log_tx);
         let result = loop {
-            let r = tokio::select! {
-                r = process::run(&shared.cfg.solver_exe, &child, &cancel, shared.cfg.solver_memory) => r,
-                // The client reset or dropped the stream: cancel the solve.
-                _ = send.stopped() => { cancel.cancel(); Err(RunError::Cancelled) }
+            let r = {
+                let run = process::run(&shared.cfg.solver_exe, &child, &cancel, shared.cfg.solver_memory, log);
+                tokio::pin!(run);
+                let stopped = send.stopped();
+                tokio::pin!(stopped);
+                loop {
+                    tokio::select! {
+                        r = &mut run => break r,
+                        // The client reset or dropped the stream: cancel the solve.
+                        _ = &mut stopped => { cancel.cancel(); break Err(RunError::Cancelled) }
+                        // The solver's own log, as it comes (`meshsolve --log`).
+                        Some(line) = log_rx.recv() => { let _ = write_msg(send, &Response::Log(line)).await; }
+                    }
+                }
             };
+            while let Ok(line) = log_rx.try_recv() {
+                let _ = write_msg(send, &Response::Log(line)).await;
+            }
             // No licence free right now (every token taken): not the job's fault.
             // Wait and try again, longer each time, and tell the client why.
             let Err(RunError::NoLicence(m)) = &r else { break r };

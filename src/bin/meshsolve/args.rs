@@ -106,7 +106,12 @@ pub(crate) struct SolveArgs {
     /// Relative MIP gap at which a solve may stop (default 0: prove optimality).
     #[arg(long)]
     pub(crate) mip_gap: Option<f64>,
-    /// Solver option passed through, KEY=VALUE (repeatable; HiGHS option names).
+    /// Show each solver's own log on stderr as it solves (external solvers: cbc, glpk,
+    /// highs, gurobi, cplex, xpress, scip; the built-in ones keep quiet).
+    #[arg(long)]
+    pub(crate) log: bool,
+    /// Solver option passed through, KEY=VALUE (repeatable; names as the chosen solver
+    /// documents them, e.g. presolve=off for HiGHS, MIPFocus=1 for Gurobi; threads=N for all).
     #[arg(long = "option", value_parser = parse_kv)]
     pub(crate) options: Vec<(String, String)>,
     /// Force the model format instead of guessing from the file name.
@@ -401,6 +406,7 @@ impl SolveArgs {
                 extra: self.options.clone(),
                 warm_start: None,
                 duals: false,
+                log: self.log,
             },
             format: self.format.map(|f| match f {
                 FormatArg::Lp => Format::Lp,

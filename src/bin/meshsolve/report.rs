@@ -166,6 +166,14 @@ impl Progress {
                     self.line(format!("retry   {} on {worker} (attempt {attempt})", self.name(*job)));
                 }
             }
+            Event::Log { job, line, .. } => {
+                let prefix = if self.total > 1 { format!("{}: ", self.name(*job)) } else { String::new() };
+                // Asked for with --log: shown even with --quiet.
+                match &self.bar {
+                    Some(b) => b.println(format!("{prefix}{line}")),
+                    None => eprintln!("{prefix}{line}"),
+                }
+            }
             Event::Waiting { job, worker, reason } => {
                 self.line(format!("waiting {} on {worker}: waiting for {reason}", self.name(*job)));
             }
