@@ -309,6 +309,17 @@ fn solver_placement_and_listing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("GLPK Integer Optimizer"), "{}", show(&out));
     let out = mesh.run(&["--solver", "cbc", knapsack.to_str().unwrap()]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("CBC MILP"), "{}", show(&out));
+    // A job may tune a solver, never make it write files on the worker or take more
+    // threads than the worker's cores per slot; it fails at once, not retried.
+    let stolen = mesh.home_path().join("stolen.sol");
+    for opt in [format!("solution={}", stolen.display()), "solu=x".into(), "threads=64".into()] {
+        let out = mesh.run(&["--solver", "cbc", "--option", &opt, "--json", knapsack.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{opt}: {}", show(&out));
+        assert!(json_of(&out)["error"].as_str().unwrap().contains("rejected"), "{opt}: {}", show(&out));
+    }
+    assert!(!stolen.exists());
+    let out = mesh.run(&["--solver", "cbc", "--option", "cuts=off", knapsack.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "tuning passes: {}", show(&out));
     // Nobody has it: a clear error, at once.
     let out = mesh.run(&["--solver", "scip", "--wait", "1s", knapsack.to_str().unwrap()]);
     assert_ne!(out.status.code(), Some(0));

@@ -130,3 +130,181 @@ impl Solver for Missing {
         Err(SolveError::Unknown(self.0.to_string(), names().join(", ")))
     }
 }
+
+/// Fragments of option names that reach outside the solve: files, directories,
+/// logs, network services and licences. A job from the mesh may tune a solver,
+/// never make it read or write files on the worker's box or call elsewhere.
+const FORBIDDEN_OPTION_PARTS: &[&str] = &[
+    "file", "dir", "path", "write", "read", "export", "import", "save", "restore", "print", "solution",
+    "log", "display", "visual", "output", "server", "token", "cloud", "wls", "password", "secret", "host",
+    "port", "url", "licen", "cpp", "gmpl", "model",
+];
+
+/// CBC parameters a job may set on a worker (lower case, no dashes).
+const CBC_TUNING: &[&str] = &[
+    "allowablegap",
+    "ratiogap",
+    "cuts",
+    "gomorycuts",
+    "knapsackcuts",
+    "probingcuts",
+    "cliquecuts",
+    "mixedintegerroundingcuts",
+    "flowcovercuts",
+    "twomircuts",
+    "liftandprojectcuts",
+    "residualcapacitycuts",
+    "zerohalfcuts",
+    "reduceandsplitcuts",
+    "heuristicsonoff",
+    "feasibilitypump",
+    "rins",
+    "rens",
+    "localtreesearch",
+    "combinesolutions",
+    "dins",
+    "greedyheuristic",
+    "roundingheuristic",
+    "pivotandfix",
+    "randomizedrounding",
+    "vnd",
+    "naivegreedy",
+    "divingsome",
+    "divingcoefficient",
+    "divingfractional",
+    "divingguided",
+    "divinglinesearch",
+    "divingpseudocost",
+    "divingvectorlength",
+    "strongbranching",
+    "trustpseudocosts",
+    "nodestrategy",
+    "maxnodes",
+    "maxsolutions",
+    "presolve",
+    "preprocess",
+    "passcuts",
+    "passfeasibilitypump",
+    "primaltolerance",
+    "dualtolerance",
+    "integertolerance",
+    "cutoff",
+    "increment",
+    "scaling",
+    "perturbation",
+    "randomseed",
+    "randomcbcseed",
+    "crossover",
+    "idiot",
+    "sprintcrash",
+    "coststrategy",
+    "sos",
+    "orbit",
+    "sec",
+    "seconds",
+    "timemode",
+];
+
+/// GLPK (`glpsol`) flags a job may set on a worker.
+const GLPK_TUNING: &[&str] = &[
+    "mipgap", "tmlim", "memlim", "presol", "nopresol", "scale", "noscale", "primal", "dual", "simplex",
+    "interior", "nomip", "first", "last", "mostf", "drtom", "pcost", "dfs", "bfs", "bestp", "bestb",
+    "intopt", "nointopt", "binarize", "fpump", "proxy", "gomory", "mir", "cover", "clique", "cuts",
+    "minisat", "exact", "xcheck", "std", "adv", "bib", "steep", "nosteep", "relax", "norelax", "flip",
+    "noflip",
+];
+
+/// Checks a job's solver options before a worker runs it: tuning options pass,
+/// options that touch files, logs, the network or licences do not, and
+/// `threads` may not exceed `max_threads` (the worker's cores per slot).
+///
+/// # Errors
+/// [`SolveError::BadOption`] naming the option and why.
+pub fn check_job_options(kind: Kind, opts: &SolveOptions, max_threads: u32) -> Result<(), SolveError> {
+    for (k, v) in &opts.extra {
+        let norm: String =
+            k.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+        // CBC and GLPK take abbreviated and file-writing flags on one command line:
+        // only the tuning parameters listed here pass.
+        let listed = match kind {
+            Kind::Cbc => Some(CBC_TUNING),
+            Kind::Glpk => Some(GLPK_TUNING),
+            _ => None,
+        };
+        if let Some(list) = listed {
+            if norm != "threads" && !list.contains(&norm.as_str()) {
+                return Err(SolveError::BadOption(format!(
+                    "option `{k}` is not one of the {kind} tuning parameters a worker passes on ({})",
+                    list.join(", ")
+                )));
+            }
+        }
+        if norm == "threads" {
+            match v.trim().parse::<u32>() {
+                Ok(n) if (1..=max_threads).contains(&n) => continue,
+                _ => {
+                    return Err(SolveError::BadOption(format!(
+                        "threads={v}: this worker gives each solve at most {max_threads} thread(s) (its cores per slot)"
+                    )))
+                }
+            }
+        }
+        let gurobi_service = kind == Kind::Gurobi && ["cs", "ts", "job"].iter().any(|p| norm.starts_with(p));
+        if let Some(part) = FORBIDDEN_OPTION_PARTS.iter().find(|p| norm.contains(*p)) {
+            return Err(SolveError::BadOption(format!(
+                "option `{k}` is not allowed on a worker (it names a {part}: files, logs, services and licences \
+                 stay the worker owner's); pass tuning options only, and --log for the solver's log"
+            )));
+        }
+        if gurobi_service {
+            return Err(SolveError::BadOption(format!(
+                "option `{k}` is not allowed on a worker (Gurobi compute and token server settings stay the worker owner's)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    fn opts(k: &str, v: &str) -> SolveOptions {
+        SolveOptions { extra: vec![(k.into(), v.into())], ..Default::default() }
+    }
+
+    #[test]
+    fn tuning_passes_files_and_services_do_not() {
+        for (kind, k, v) in [
+            (Kind::Highs, "presolve", "off"),
+            (Kind::Gurobi, "MIPFocus", "1"),
+            (Kind::Cbc, "cuts", "off"),
+            (Kind::Cbc, "-ratioGap", "0.1"),
+            (Kind::Glpk, "cuts", ""),
+            (Kind::Cplex, "mip.tolerances.mipgap", "0.1"),
+            (Kind::Highs, "threads", "2"),
+        ] {
+            assert!(check_job_options(kind, &opts(k, v), 2).is_ok(), "{k}");
+        }
+        for (kind, k) in [
+            (Kind::Highs, "solution_file"),
+            (Kind::Highs, "write_model_to_file"),
+            (Kind::Highs, "log_file"),
+            (Kind::Cbc, "-export"),
+            (Kind::Cbc, "solution"),
+            (Kind::Cbc, "solu"),
+            (Kind::Cbc, "mipstart"),
+            (Kind::Glpk, "wlp"),
+            (Kind::Gurobi, "LogFile"),
+            (Kind::Gurobi, "TokenServer"),
+            (Kind::Gurobi, "CSManager"),
+            (Kind::Gurobi, "NodefileDir"),
+            (Kind::Cplex, "workdir"),
+            (Kind::Scip, "visual/vbcfilename"),
+        ] {
+            assert!(check_job_options(kind, &opts(k, "/tmp/x"), 2).is_err(), "{k} must be refused");
+        }
+        assert!(check_job_options(Kind::Highs, &opts("threads", "3"), 2).is_err());
+        assert!(check_job_options(Kind::Highs, &opts("threads", "0"), 2).is_err());
+    }
+}

@@ -476,6 +476,10 @@ fn admit(req: &SolveRequest, shared: &Shared) -> Result<Available, Response> {
             None => return Err(failed(FailKind::Unavailable, "this worker has no solver left")),
         },
     };
+    let max_threads = (default_slots() / shared.cfg.slots.max(1)).max(1);
+    if let Err(e) = crate::solver::check_job_options(solver.kind, &req.options, max_threads) {
+        return Err(failed(FailKind::Rejected, e.to_string()));
+    }
     if req.size > shared.cfg.max_model {
         return Err(failed(
             FailKind::Rejected,
