@@ -159,10 +159,12 @@ pub struct Mesh {
     workers: Arc<Mutex<HashMap<String, WorkerAd>>>,
     /// Adverts of other namespaces seen (count), for error messages.
     foreign: Arc<Mutex<u32>>,
+    /// Adverts whose worker did not complete a handshake, and why (quarantined).
+    unproven: Arc<Mutex<HashMap<String, (Instant, String)>>>,
     changed: watch::Receiver<u64>,
     /// Kept so that [`Mesh::subscribe`]rs never see a closed channel (and spin).
     _changed_tx: Arc<watch::Sender<u64>>,
-    conns: ConnCache,
+    conns: Arc<ConnCache>,
     /// Connections to name servers (a different TLS server name than workers).
     ns_conns: ConnCache,
     /// Workers reached only through a name server's relay.
@@ -191,11 +193,13 @@ impl Mesh {
         let endpoint = transport::client_endpoint(&id)?;
         let workers = Arc::new(Mutex::new(HashMap::new()));
         let foreign = Arc::new(Mutex::new(0));
+        let unproven = Arc::new(Mutex::new(HashMap::new()));
         let (tx, changed) = watch::channel(0u64);
         let changed_tx = Arc::new(tx);
         let lost = Arc::new(Mutex::new(HashMap::new()));
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let conns = Arc::new(ConnCache::default());
         let mut discovery = None;
         if cfg.static_workers.is_empty() {
             let mut sources: Vec<Box<dyn Discovery>> = Vec::new();
@@ -222,6 +226,9 @@ impl Mesh {
                 foreign: foreign.clone(),
                 lost: lost.clone(),
                 tx: changed_tx.clone(),
+                endpoint: endpoint.clone(),
+                conns: conns.clone(),
+                unproven: unproven.clone(),
             };
             let c = cancel.clone();
             tasks.spawn(async move {
@@ -238,9 +245,10 @@ impl Mesh {
             ca_fingerprint: ca.fingerprint(),
             workers,
             foreign,
+            unproven,
             changed,
             _changed_tx: changed_tx,
-            conns: ConnCache::default(),
+            conns,
             ns_conns: ConnCache::default(),
             relayed: Mutex::new(Default::default()),
             lost,
@@ -356,6 +364,15 @@ impl Mesh {
         if found.is_empty() {
             let foreign = self.foreign.lock().map(|f| *f).unwrap_or(0);
             let problem = self.discovery.as_ref().and_then(|d| d.problem());
+            let unproven = self.unproven.lock().map(|u| u.clone()).unwrap_or_default();
+            let problem = problem.or_else(|| {
+                unproven.iter().next().map(|(w, (_, why))| {
+                    format!(
+                        "{} advert(s) of workers that did not answer a handshake, e.g. {w}: {why}",
+                        unproven.len()
+                    )
+                })
+            });
             let ns_note = match (&self.cfg.name_server, problem) {
                 (_, Some(p)) => format!("; {p}"),
                 (Some(ns), None) => format!("; name server {ns} lists none"),
@@ -491,63 +508,7 @@ impl Mesh {
         ad: &WorkerAd,
         patience: Duration,
     ) -> Result<(quinn::Connection, SocketAddr), ClientError> {
-        // Every address in order of preference, each started 250 ms after the one
-        // before unless that one already failed ("happy eyeballs"): an address that
-        // does not route (a container bridge, a link-local one) costs a quarter
-        // second, not the whole patience.
-        let addrs = ad.addrs_by_preference();
-        if addrs.is_empty() {
-            return Err(ClientError::Connect(format!("worker {} advertises no address", ad.instance)));
-        }
-        let attempt = |addr: SocketAddr| async move {
-            self.conns
-                .get_or_connect(addr, || async {
-                    let connecting = self
-                        .endpoint
-                        .connect(addr, transport::server_name())
-                        .map_err(|e| ClientError::Connect(format!("cannot connect to {addr}: {e}")))?;
-                    match tokio::time::timeout(patience, connecting).await {
-                        Ok(Ok(conn)) => Ok(conn),
-                        Ok(Err(e)) => Err(ClientError::Connect(transport::explain_connect_error(
-                            addr,
-                            &self.cfg.namespace,
-                            &e,
-                        ))),
-                        Err(_) => Err(ClientError::Connect(format!(
-                            "worker {addr} did not complete the handshake within {:.1} s",
-                            patience.as_secs_f64()
-                        ))),
-                    }
-                })
-                .await
-                .map(|c| (c, addr))
-        };
-        use futures_util::StreamExt;
-        let mut pending = addrs.into_iter();
-        let mut running = futures_util::stream::FuturesUnordered::new();
-        let mut last = None;
-        loop {
-            if let Some(addr) = pending.next() {
-                running.push(attempt(addr));
-            }
-            let more = pending.len() > 0;
-            let next = if more {
-                match tokio::time::timeout(Duration::from_millis(250), running.next()).await {
-                    Ok(next) => next,
-                    Err(_) => continue,
-                }
-            } else {
-                running.next().await
-            };
-            match next {
-                Some(Ok(made)) => return Ok(made),
-                Some(Err(e)) => last = Some(e),
-                None if !more => break,
-                None => {}
-            }
-        }
-        Err(last
-            .unwrap_or_else(|| ClientError::Connect(format!("worker {} could not be reached", ad.instance))))
+        dial(&self.endpoint, &self.conns, &self.cfg.namespace, ad, patience).await
     }
 
     /// Asks a worker for its state.
@@ -640,7 +601,7 @@ impl Mesh {
         on_note: &(dyn Fn(JobNote) + Send + Sync),
     ) -> Result<(Solution, SocketAddr), JobFailure> {
         let Stream { mut send, mut recv, conn, addr } =
-            self.open(ad).await.map_err(|e| JobFailure::Lost(e.to_string()))?;
+            self.open(ad).await.map_err(|e| JobFailure::Unreached(e.to_string()))?;
         let retry = |e: &dyn std::fmt::Display| JobFailure::Retry(format!("{e}"));
         write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| retry(&e))?;
         let mut file = tokio::fs::File::open(path)
@@ -825,6 +786,72 @@ pub async fn check_model(path: &Path, format: Option<Format>) -> Result<(), Clie
     Ok(())
 }
 
+/// Connects to a worker (or reuses the connection `conns` holds): its addresses
+/// in order of preference, each started 250 ms after the one before unless that
+/// one already failed ("happy eyeballs"). The mutual TLS handshake proves that
+/// the worker holds a certificate of the namespace's CA.
+async fn dial(
+    endpoint: &quinn::Endpoint,
+    conns: &ConnCache,
+    namespace: &str,
+    ad: &WorkerAd,
+    patience: Duration,
+) -> Result<(quinn::Connection, SocketAddr), ClientError> {
+    // Every address in order of preference, each started 250 ms after the one
+    // before unless that one already failed ("happy eyeballs"): an address that
+    // does not route (a container bridge, a link-local one) costs a quarter
+    // second, not the whole patience.
+    let addrs = ad.addrs_by_preference();
+    if addrs.is_empty() {
+        return Err(ClientError::Connect(format!("worker {} advertises no address", ad.instance)));
+    }
+    let attempt = |addr: SocketAddr| async move {
+        conns
+            .get_or_connect(addr, || async {
+                let connecting = endpoint
+                    .connect(addr, transport::server_name())
+                    .map_err(|e| ClientError::Connect(format!("cannot connect to {addr}: {e}")))?;
+                match tokio::time::timeout(patience, connecting).await {
+                    Ok(Ok(conn)) => Ok(conn),
+                    Ok(Err(e)) => {
+                        Err(ClientError::Connect(transport::explain_connect_error(addr, namespace, &e)))
+                    }
+                    Err(_) => Err(ClientError::Connect(format!(
+                        "worker {addr} did not complete the handshake within {:.1} s",
+                        patience.as_secs_f64()
+                    ))),
+                }
+            })
+            .await
+            .map(|c| (c, addr))
+    };
+    use futures_util::StreamExt;
+    let mut pending = addrs.into_iter();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut last = None;
+    loop {
+        if let Some(addr) = pending.next() {
+            running.push(attempt(addr));
+        }
+        let more = pending.len() > 0;
+        let next = if more {
+            match tokio::time::timeout(Duration::from_millis(250), running.next()).await {
+                Ok(next) => next,
+                Err(_) => continue,
+            }
+        } else {
+            running.next().await
+        };
+        match next {
+            Some(Ok(made)) => return Ok(made),
+            Some(Err(e)) => last = Some(e),
+            None if !more => break,
+            None => {}
+        }
+    }
+    Err(last.unwrap_or_else(|| ClientError::Connect(format!("worker {} could not be reached", ad.instance))))
+}
+
 /// Open connections by address. Concurrent callers for the same address wait for
 /// one handshake and share its connection, instead of racing several.
 #[derive(Default)]
@@ -886,8 +913,11 @@ pub enum JobFailure {
     Rejected(String),
     /// The solver crashed or the stream failed: retry elsewhere.
     Retry(String),
-    /// The worker is unreachable or died: retry elsewhere and stop using it.
+    /// The worker died while it had the job: retry elsewhere and stop using it.
     Lost(String),
+    /// The worker could not be reached at all (the job never got there): retry
+    /// elsewhere, stop using it, and do not count the attempt.
+    Unreached(String),
     /// The worker is draining: retry elsewhere, give it no more jobs.
     Unavailable(String),
 }
@@ -904,12 +934,46 @@ struct Tracker {
     foreign: Arc<Mutex<u32>>,
     lost: Arc<Mutex<HashMap<String, Instant>>>,
     tx: Arc<watch::Sender<u64>>,
+    endpoint: quinn::Endpoint,
+    conns: Arc<ConnCache>,
+    unproven: Arc<Mutex<HashMap<String, (Instant, String)>>>,
 }
 
+/// How long a new advert's worker has to complete a handshake before it is left out.
+const PROOF_PATIENCE: Duration = Duration::from_secs(3);
+
+/// How long an advert that failed its handshake is ignored (unless its addresses change).
+const QUARANTINE: Duration = Duration::from_secs(30);
+
 impl Tracker {
+    /// Adds (or updates) a worker that proved itself.
+    fn admit(workers: &Mutex<HashMap<String, WorkerAd>>, peers: &Path, ad: WorkerAd) -> bool {
+        let changed = workers.lock().is_ok_and(|mut w| {
+            let changed = w.get(&ad.instance) != Some(&ad);
+            w.insert(ad.instance.clone(), ad.clone());
+            changed
+        });
+        if changed && ad.relay.is_none() {
+            cache::remember(peers, &ad);
+        }
+        changed
+    }
+
     async fn run(self, mut rx: mpsc::UnboundedReceiver<DiscoveryEvent>) {
         let mut seen_foreign = std::collections::HashSet::new();
-        while let Some(ev) = rx.recv().await {
+        // Handshakes with new adverts' workers; aborted with the tracker.
+        let mut proofs = tokio::task::JoinSet::new();
+        let mut proving: HashMap<String, Vec<SocketAddr>> = HashMap::new();
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => match ev { Some(ev) => ev, None => break },
+                Some(done) = proofs.join_next(), if !proofs.is_empty() => {
+                    if let Ok(instance) = done {
+                        proving.remove(&instance);
+                    }
+                    continue;
+                }
+            };
             match ev {
                 DiscoveryEvent::Up(ad) => {
                     if ad.namespace != self.namespace
@@ -924,17 +988,57 @@ impl Tracker {
                         continue;
                     }
                     debug!(instance = %ad.instance, addrs = ?ad.addrs, relay = ?ad.relay, "worker up");
-                    // A fresh advert means it is alive (again).
-                    if let Ok(mut l) = self.lost.lock() {
-                        l.remove(&ad.instance);
-                    }
-                    let changed = self.workers.lock().is_ok_and(|mut w| {
-                        let changed = w.get(&ad.instance) != Some(&ad);
-                        w.insert(ad.instance.clone(), ad.clone());
-                        changed
-                    });
-                    if changed && ad.relay.is_none() {
-                        cache::remember(&self.peers, &ad);
+                    // An advert is a hint, not a worker: anyone on the LAN can send one.
+                    // A worker is used once a mutual TLS handshake has proved it holds
+                    // the namespace CA's certificate (that connection then carries its
+                    // first job). Adverts through a name server were proved by it.
+                    let known = self.workers.lock().is_ok_and(|w| w.contains_key(&ad.instance))
+                        && !self.lost.lock().is_ok_and(|l| l.contains_key(&ad.instance));
+                    if known || ad.relay.is_some() {
+                        if let Ok(mut l) = self.lost.lock() {
+                            l.remove(&ad.instance);
+                        }
+                        Self::admit(&self.workers, &self.peers, ad);
+                    } else {
+                        let quarantined = self.unproven.lock().is_ok_and(|u| {
+                            u.get(&ad.instance).is_some_and(|(t, _)| t.elapsed() < QUARANTINE)
+                        }) && proving.get(&ad.instance).is_none_or(|a| *a == ad.addrs);
+                        if quarantined || proving.get(&ad.instance) == Some(&ad.addrs) {
+                            continue;
+                        }
+                        proving.insert(ad.instance.clone(), ad.addrs.clone());
+                        let (endpoint, conns, namespace) =
+                            (self.endpoint.clone(), self.conns.clone(), self.namespace.clone());
+                        let (workers, lost, unproven, peers, tx) = (
+                            self.workers.clone(),
+                            self.lost.clone(),
+                            self.unproven.clone(),
+                            self.peers.clone(),
+                            self.tx.clone(),
+                        );
+                        proofs.spawn(async move {
+                            match dial(&endpoint, &conns, &namespace, &ad, PROOF_PATIENCE).await {
+                                Ok(_) => {
+                                    if let Ok(mut u) = unproven.lock() {
+                                        u.remove(&ad.instance);
+                                    }
+                                    if let Ok(mut l) = lost.lock() {
+                                        l.remove(&ad.instance);
+                                    }
+                                    Self::admit(&workers, &peers, ad.clone());
+                                    tx.send_modify(|v| *v += 1);
+                                }
+                                Err(e) => {
+                                    debug!(instance = %ad.instance, "advert not proved, ignored for {} s: {e}", QUARANTINE.as_secs());
+                                    if let Ok(mut u) = unproven.lock() {
+                                        u.insert(ad.instance.clone(), (Instant::now(), e.to_string()));
+                                    }
+                                    tx.send_modify(|v| *v += 1);
+                                }
+                            }
+                            ad.instance
+                        });
+                        continue;
                     }
                 }
                 DiscoveryEvent::Down(instance) => {
@@ -947,5 +1051,8 @@ impl Tracker {
             }
             self.tx.send_modify(|v| *v += 1);
         }
+        // Every source has finished (e.g. only remembered workers, all probed):
+        // the handshakes under way still decide which of them are used.
+        while proofs.join_next().await.is_some() {}
     }
 }

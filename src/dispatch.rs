@@ -649,18 +649,21 @@ impl Actor {
                 self.sched.worker_draining(&worker);
                 Outcome::Retry(m.clone())
             }
-            RunEnd::Failed(JobFailure::Lost(m)) => {
+            RunEnd::Failed(JobFailure::Lost(m) | JobFailure::Unreached(m)) => {
                 self.mesh.mark_lost(&worker);
                 if self.dead.insert(worker.clone(), Instant::now()).is_none() {
                     info!(%worker, "worker lost: {m}");
                     self.sched.worker_down(&worker);
                     let _ = self.events.send(Event::WorkerGone { worker: worker.clone(), lost: true });
                 }
-                Outcome::Retry(m.clone())
+                match &end {
+                    RunEnd::Failed(JobFailure::Unreached(_)) => Outcome::Unreached(m.clone()),
+                    _ => Outcome::Retry(m.clone()),
+                }
             }
         };
         let reason = match &outcome {
-            Outcome::Retry(m) | Outcome::Fatal(m) => m.clone(),
+            Outcome::Retry(m) | Outcome::Fatal(m) | Outcome::Unreached(m) => m.clone(),
             Outcome::Solved => String::new(),
         };
         let state = self.sched.finish(job, outcome);

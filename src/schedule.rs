@@ -103,6 +103,9 @@ pub enum Outcome {
     Retry(String),
     /// Pointless to retry: the model or options were refused.
     Fatal(String),
+    /// The worker could not be reached: the job never ran, so the attempt is not
+    /// counted (a forged advert must not burn a job's attempts).
+    Unreached(String),
 }
 
 /// How a worker ranks for a job: not failed on it before, free slots, least
@@ -258,7 +261,7 @@ impl Scheduler {
                     *n = n.saturating_sub(1);
                 }
             }
-            if matches!(outcome, Outcome::Retry(_)) {
+            if matches!(outcome, Outcome::Retry(_) | Outcome::Unreached(_)) {
                 let worker = worker.clone();
                 job.failed_on.push(worker);
             }
@@ -275,6 +278,11 @@ impl Scheduler {
             Outcome::Retry(_) => {
                 // Taken back from a lost or failing worker: it runs next, not
                 // behind every job queued since it first started.
+                self.queue.push_front(id);
+                JobState::Queued
+            }
+            Outcome::Unreached(_) => {
+                job.attempts = job.attempts.saturating_sub(1);
                 self.queue.push_front(id);
                 JobState::Queued
             }

@@ -83,3 +83,56 @@ fn exported_ca_lets_a_second_box_join() {
     assert_eq!(fp(&a), fp(&b));
     assert!(fp(&a).is_some());
 }
+
+/// Anyone on the LAN can send mDNS adverts: twenty forged ones carrying the
+/// namespace and its CA fingerprint (both public) and pointing at addresses that
+/// never answer must not cost a batch anything. An advert is a hint; a worker is
+/// used once its TLS handshake has proved the namespace CA.
+#[test]
+fn forged_adverts_cost_nothing() {
+    use meshsolve::discovery::{mdns::Mdns, Discovery, SolverInfo, WorkerAd};
+    let mut mesh = Mesh::new("forged");
+    mesh.start_worker(&["--slots", "1", "--solvers", "microlp", "--no-python"]);
+    mesh.start_worker(&["--slots", "1", "--solvers", "microlp", "--no-python"]);
+    mesh.wait_for_workers(2);
+    let ca = meshsolve::certs::NamespaceCa::load_or_create(mesh.home_path(), &mesh.ns).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let forger = rt.block_on(async { Mdns::new(&["lo".to_string()]).unwrap() });
+    for i in 0..20 {
+        // A UDP port nobody listens on.
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ad = WorkerAd {
+            instance: format!("forged-{i}"),
+            namespace: mesh.ns.clone(),
+            addrs: vec![([127, 0, 0, 1], port).into()],
+            solvers: vec![SolverInfo { name: "microlp".into(), version: "0.7".into(), slots: 8 }],
+            slots: 8,
+            ca_fingerprint: ca.fingerprint(),
+            protocol: meshsolve::protocol::VERSION,
+            version: "0.1.0".into(),
+            relay: None,
+            pools: Vec::new(),
+            since: 0,
+        };
+        rt.block_on(async { forger.announce(&ad).unwrap() });
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let dir = mesh.home_path().join("batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..10 {
+        std::fs::copy(examples().join("farmer/farmer.lp"), dir.join(format!("f{i}.lp"))).unwrap();
+    }
+    let out = mesh.run(&["--json", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json_of(&out);
+    for r in v.as_array().unwrap() {
+        assert_eq!(r["status"], "optimal", "{r}");
+        assert_eq!(r["attempts"], 1, "no attempt burned on a forged advert: {r}");
+        assert!(!r["worker"].as_str().unwrap().starts_with("forged"), "{r}");
+    }
+    // `meshsolve workers` lists only the workers that proved themselves.
+    let out = mesh.run(&["workers", "--json", "--wait", "1s"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    rt.block_on(forger.shutdown());
+}
