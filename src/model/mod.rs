@@ -220,15 +220,32 @@ impl Model {
     /// # Errors
     /// When writing to `out` fails.
     pub fn write_mps(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        // MPS cannot say that a row's lower side is above its upper side.
+        if let Some(r) = self.rows.iter().find(|r| r.lower > r.upper) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("row `{}` needs {} <= ... <= {}: the model is infeasible", r.name, r.lower, r.upper),
+            ));
+        }
         writeln!(out, "NAME {}", if self.name.is_empty() { "model" } else { &self.name })?;
         if self.sense == Sense::Maximize {
             writeln!(out, "OBJSENSE\n    MAX")?;
         }
-        writeln!(out, "ROWS\n N obj")?;
+        // The objective row's name must not be one of the rows' own.
+        let mut obj = String::from("obj");
+        while self.rows.iter().any(|r| r.name == obj) {
+            obj.push('_');
+        }
+        writeln!(out, "ROWS\n N {obj}")?;
+        // A ranged row is written from its side of smaller magnitude (the other
+        // side is that plus or minus the range, computed with the least rounding).
+        let from_lower = |r: &Row| r.lower.abs() <= r.upper.abs();
         for r in &self.rows {
             let kind = match (r.lower.is_finite(), r.upper.is_finite()) {
                 (true, true) if r.lower == r.upper => "E",
-                (true, _) => "G",
+                (true, true) if from_lower(r) => "G",
+                (true, true) => "L",
+                (true, false) => "G",
                 (false, true) => "L",
                 (false, false) => "N",
             };
@@ -250,13 +267,13 @@ impl Model {
                 in_int = c.integer;
             }
             if c.cost != 0.0 {
-                writeln!(out, "    {} obj {:e}", c.name, c.cost)?;
+                writeln!(out, "    {} {obj} {:e}", c.name, c.cost)?;
             }
             for &(i, v) in &by_col[j] {
                 writeln!(out, "    {} {} {:e}", c.name, self.rows[i].name, v)?;
             }
             if c.cost == 0.0 && by_col[j].is_empty() {
-                writeln!(out, "    {} obj 0", c.name)?;
+                writeln!(out, "    {} {obj} 0", c.name)?;
             }
         }
         if in_int {
@@ -264,11 +281,15 @@ impl Model {
         }
         writeln!(out, "RHS")?;
         if self.offset != 0.0 {
-            writeln!(out, "    rhs obj {:e}", -self.offset)?;
+            writeln!(out, "    rhs {obj} {:e}", -self.offset)?;
         }
         let mut ranges = Vec::new();
         for r in &self.rows {
-            let rhs = if r.lower.is_finite() { r.lower } else { r.upper };
+            let rhs = if r.lower.is_finite() && (!r.upper.is_finite() || from_lower(r)) {
+                r.lower
+            } else {
+                r.upper
+            };
             if rhs.is_finite() && rhs != 0.0 {
                 writeln!(out, "    rhs {} {:e}", r.name, rhs)?;
             }
@@ -292,7 +313,8 @@ impl Model {
                 (l, u) => {
                     if l == f64::NEG_INFINITY {
                         writeln!(out, " MI bnd {}", c.name)?;
-                    } else if l != 0.0 || c.integer {
+                    } else if l != 0.0 || c.integer || u < 0.0 {
+                        // (A negative upper bound alone would make the lower one -inf.)
                         writeln!(out, " LO bnd {} {l:e}", c.name)?;
                     }
                     if u.is_finite() {

@@ -25,6 +25,20 @@ pub(super) struct Prepared {
     integer: bool,
 }
 
+/// The answer for a model whose own bounds contradict each other (a side above
+/// the other): infeasible, without asking a solver (MPS cannot even say it).
+pub(super) fn contradictory(model: &Model, solver: String) -> Option<Solution> {
+    let bad = model.rows.iter().any(|r| r.lower > r.upper) || model.cols.iter().any(|c| c.lower > c.upper);
+    bad.then(|| Solution {
+        status: Status::Infeasible,
+        objective: None,
+        values: Vec::new(),
+        solver,
+        solve_seconds: 0.0,
+        duals: None,
+    })
+}
+
 impl Prepared {
     /// Writes `model` (see [`Model::for_external`]).
     pub fn new(model: &Model) -> Result<Prepared, SolveError> {
@@ -258,9 +272,12 @@ impl Solver for CommandSolver {
             )));
         }
         let threads = threads(opts)?;
+        let label = format!("{} {}", self.kind, self.version);
+        if let Some(sol) = contradictory(model, label.clone()) {
+            return Ok(sol);
+        }
         let p = Prepared::new(model)?;
         let started = Instant::now();
-        let label = format!("{} {}", self.kind, self.version);
         let (status, objective, values, duals) = match self.kind {
             Kind::Cbc => cbc(&self.exe, &p, opts, threads)?,
             Kind::Glpk => glpk(&self.exe, &p, opts)?,

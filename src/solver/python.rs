@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::command::{passthrough, run_guarded, tail, threads, Echo, Prepared};
+use super::command::{contradictory, passthrough, run_guarded, tail, threads, Echo, Prepared};
 use super::found::{run_probe, Available, Backend, Kind, Probe};
 use super::{Solution, SolveError, SolveOptions, Solver, Status};
 use crate::model::Model;
@@ -126,6 +126,9 @@ impl Solver for PythonSolver {
             )));
         }
         let threads = threads(opts)?;
+        if let Some(sol) = contradictory(model, format!("{} {}", self.kind, self.version)) {
+            return Ok(sol);
+        }
         let p = Prepared::new(model)?;
         let started = Instant::now();
         let options = serde_json::json!({
