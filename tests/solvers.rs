@@ -121,6 +121,23 @@ fn every_backend_solves_the_conformance_suite() {
             kind: "lp".into(),
         },
     ));
+    // Unbounded, and both primal and dual infeasible (presolvers say "infeasible or
+    // unbounded", and some simplex codes "unbounded" without a feasible point).
+    for (name, text, status) in [
+        ("unbounded.lp", "Minimize\n obj: - x - y\nSubject To\n c1: x - y >= 1\nEnd\n", "unbounded"),
+        (
+            "both-infeasible.lp",
+            "Minimize\n obj: - x - y\nSubject To\n c1: x - y >= 1\n c2: - x + y >= 1\nEnd\n",
+            "infeasible",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        cases.push((
+            path,
+            Instance { file: name.into(), status: status.into(), objective: None, kind: "lp".into() },
+        ));
+    }
     // Larger than every community edition allows (Gurobi 2000 columns, CPLEX 1000,
     // Xpress 5000 rows and columns together).
     let big = dir.path().join("over-limit.lp");

@@ -25,6 +25,29 @@ pub(super) struct Prepared {
     integer: bool,
 }
 
+/// "Unbounded" from a solver says only that an improving ray exists (Gurobi and
+/// CPLEX document it so); it is the answer only if the model has a feasible
+/// point. On that rare answer, the model is solved again without objective to
+/// tell which it is.
+pub(super) fn confirm_unbounded(
+    solver: &dyn Solver,
+    model: &Model,
+    opts: &SolveOptions,
+    sol: Solution,
+) -> Result<Solution, SolveError> {
+    if sol.status != Status::Unbounded {
+        return Ok(sol);
+    }
+    let mut feasibility = model.clone();
+    for c in &mut feasibility.cols {
+        c.cost = 0.0;
+    }
+    feasibility.quad.clear();
+    feasibility.offset = 0.0;
+    let check = solver.solve(&feasibility, &SolveOptions { duals: false, log: false, ..opts.clone() })?;
+    Ok(if check.status == Status::Infeasible { Solution { status: Status::Infeasible, ..sol } } else { sol })
+}
+
 /// The answer for a model whose own bounds contradict each other (a side above
 /// the other): infeasible, without asking a solver (MPS cannot even say it).
 pub(super) fn contradictory(model: &Model, solver: String) -> Option<Solution> {
@@ -265,6 +288,13 @@ impl Solver for CommandSolver {
     }
 
     fn solve(&self, model: &Model, opts: &SolveOptions) -> Result<Solution, SolveError> {
+        let sol = self.solve_once(model, opts)?;
+        confirm_unbounded(self, model, opts, sol)
+    }
+}
+
+impl CommandSolver {
+    fn solve_once(&self, model: &Model, opts: &SolveOptions) -> Result<Solution, SolveError> {
         if !model.quad.is_empty() && !self.supports_qp() {
             return Err(SolveError::BadOption(format!(
                 "{} solves linear models only (no quadratic terms)",
@@ -377,9 +407,28 @@ fn parse_cbc(text: &str) -> Option<Answer> {
 }
 
 fn glpk(exe: &Path, p: &Prepared, opts: &SolveOptions) -> Result<Answer, SolveError> {
+    let (status, objective, values, duals, undecided) = glpk_once(exe, p, opts, false)?;
+    // GLPK's presolver can only say "no dual feasible solution" (unbounded or
+    // infeasible) and then writes no status: the simplex without it says which.
+    if status == Status::TimeLimit && undecided {
+        let (status, objective, values, duals, _) = glpk_once(exe, p, opts, true)?;
+        return Ok((status, objective, values, duals));
+    }
+    Ok((status, objective, values, duals))
+}
+
+fn glpk_once(
+    exe: &Path,
+    p: &Prepared,
+    opts: &SolveOptions,
+    no_presolve: bool,
+) -> Result<(Status, Option<f64>, HashMap<String, f64>, Option<HashMap<String, f64>>, bool), SolveError> {
     let sol = p.file("glpk.sol");
     let mut cmd = Command::new(exe);
     cmd.arg("--freemps").arg(&p.mps);
+    if no_presolve {
+        cmd.arg("--nopresol");
+    }
     if let Some(t) = opts.time_limit {
         // glpsol takes whole seconds.
         cmd.args(["--tmlim", &(t.ceil().max(1.0) as u64).to_string()]);
@@ -401,8 +450,10 @@ fn glpk(exe: &Path, p: &Prepared, opts: &SolveOptions) -> Result<Answer, SolveEr
     }
     let text = read_answer(Kind::Glpk, &sol, &out)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    parse_glpk(&text, &stdout)
-        .ok_or_else(|| failed(Kind::Glpk, &out, "wrote a solution meshsolve cannot read"))
+    let undecided = stdout.contains("NO DUAL FEASIBLE SOLUTION") && !no_presolve;
+    let (a, b, c, d) = parse_glpk(&text, &stdout)
+        .ok_or_else(|| failed(Kind::Glpk, &out, "wrote a solution meshsolve cannot read"))?;
+    Ok((a, b, c, d, undecided))
 }
 
 /// Reads GLPK's raw solution (`-w`): `s bas ROWS COLS PST DST OBJ` or
@@ -450,10 +501,10 @@ fn parse_glpk(text: &str, log: &str) -> Option<Answer> {
     let mut status = status?;
     // The simplex reports "undefined" for an LP it stopped; the MIP search for a
     // problem whose relaxation has no primal feasible solution says so in the log.
-    if status == Status::TimeLimit && log.contains("PROBLEM HAS NO PRIMAL FEASIBLE SOLUTION") {
+    if status == Status::TimeLimit && log.contains("NO PRIMAL FEASIBLE SOLUTION") {
         status = Status::Infeasible;
     }
-    if status == Status::TimeLimit && log.contains("PROBLEM HAS UNBOUNDED SOLUTION") {
+    if status == Status::TimeLimit && log.contains("HAS UNBOUNDED SOLUTION") {
         status = Status::Unbounded;
     }
     Some((status, objective, values, (!mip).then_some(duals)))

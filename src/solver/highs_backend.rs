@@ -28,6 +28,14 @@ impl Solver for Highs {
     }
 
     fn solve(&self, model: &Model, opts: &SolveOptions) -> Result<Solution, SolveError> {
+        self.run(model, opts, true)
+    }
+}
+
+impl Highs {
+    /// Solves once; with presolve, a model presolve finds "infeasible or
+    /// unbounded" is solved again without it, to say which.
+    fn run(&self, model: &Model, opts: &SolveOptions, presolve: bool) -> Result<Solution, SolveError> {
         let started = Instant::now();
         let solver = format!("highs {VERSION}");
         let mut p = ColProblem::new();
@@ -79,6 +87,9 @@ impl Solver for Highs {
             }
         }
         m.set_option("threads", 1);
+        if !presolve {
+            m.set_option("presolve", "off");
+        }
         m.set_option("mip_rel_gap", opts.mip_gap.unwrap_or(0.0));
         m.set_option("mip_abs_gap", 0.0);
         if let Some(t) = opts.time_limit {
@@ -117,9 +128,10 @@ impl Solver for Highs {
         let (status, objective, values) = match solved.status() {
             HighsModelStatus::Optimal | HighsModelStatus::ModelEmpty => with_values(Status::Optimal),
             HighsModelStatus::Infeasible => (Status::Infeasible, None, Vec::new()),
-            HighsModelStatus::Unbounded | HighsModelStatus::UnboundedOrInfeasible => {
-                (Status::Unbounded, None, Vec::new())
-            }
+            HighsModelStatus::Unbounded => (Status::Unbounded, None, Vec::new()),
+            HighsModelStatus::UnboundedOrInfeasible if presolve => return self.run(model, opts, false),
+            // Even the simplex could not tell: no feasible point was found, which is what is known.
+            HighsModelStatus::UnboundedOrInfeasible => (Status::Infeasible, None, Vec::new()),
             HighsModelStatus::ReachedTimeLimit | HighsModelStatus::ReachedIterationLimit => {
                 if solved.primal_solution_status() == highs::HighsSolutionStatus::Feasible {
                     with_values(Status::Feasible)

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::command::{contradictory, passthrough, run_guarded, tail, threads, Echo, Prepared};
+use super::command::{
+    confirm_unbounded, contradictory, passthrough, run_guarded, tail, threads, Echo, Prepared,
+};
 use super::found::{run_probe, Available, Backend, Kind, Probe};
 use super::{Solution, SolveError, SolveOptions, Solver, Status};
 use crate::model::Model;
@@ -119,6 +121,13 @@ impl Solver for PythonSolver {
     }
 
     fn solve(&self, model: &Model, opts: &SolveOptions) -> Result<Solution, SolveError> {
+        let sol = self.solve_once(model, opts)?;
+        confirm_unbounded(self, model, opts, sol)
+    }
+}
+
+impl PythonSolver {
+    fn solve_once(&self, model: &Model, opts: &SolveOptions) -> Result<Solution, SolveError> {
         if !model.quad.is_empty() && !self.supports_qp() {
             return Err(SolveError::BadOption(format!(
                 "{} through meshsolve solves linear models only (no quadratic terms)",
