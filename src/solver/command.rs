@@ -407,14 +407,13 @@ fn parse_cbc(text: &str) -> Option<Answer> {
 }
 
 fn glpk(exe: &Path, p: &Prepared, opts: &SolveOptions) -> Result<Answer, SolveError> {
-    let (status, objective, values, duals, undecided) = glpk_once(exe, p, opts, false)?;
+    let (answer, undecided) = glpk_once(exe, p, opts, false)?;
     // GLPK's presolver can only say "no dual feasible solution" (unbounded or
     // infeasible) and then writes no status: the simplex without it says which.
-    if status == Status::TimeLimit && undecided {
-        let (status, objective, values, duals, _) = glpk_once(exe, p, opts, true)?;
-        return Ok((status, objective, values, duals));
+    if answer.0 == Status::TimeLimit && undecided {
+        return Ok(glpk_once(exe, p, opts, true)?.0);
     }
-    Ok((status, objective, values, duals))
+    Ok(answer)
 }
 
 fn glpk_once(
@@ -422,7 +421,7 @@ fn glpk_once(
     p: &Prepared,
     opts: &SolveOptions,
     no_presolve: bool,
-) -> Result<(Status, Option<f64>, HashMap<String, f64>, Option<HashMap<String, f64>>, bool), SolveError> {
+) -> Result<(Answer, bool), SolveError> {
     let sol = p.file("glpk.sol");
     let mut cmd = Command::new(exe);
     cmd.arg("--freemps").arg(&p.mps);
@@ -451,9 +450,9 @@ fn glpk_once(
     let text = read_answer(Kind::Glpk, &sol, &out)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let undecided = stdout.contains("NO DUAL FEASIBLE SOLUTION") && !no_presolve;
-    let (a, b, c, d) = parse_glpk(&text, &stdout)
+    let answer = parse_glpk(&text, &stdout)
         .ok_or_else(|| failed(Kind::Glpk, &out, "wrote a solution meshsolve cannot read"))?;
-    Ok((a, b, c, d, undecided))
+    Ok((answer, undecided))
 }
 
 /// Reads GLPK's raw solution (`-w`): `s bas ROWS COLS PST DST OBJ` or
