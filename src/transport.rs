@@ -247,3 +247,46 @@ pub fn client_namespace_ok(conn: &quinn::Connection, cas: &[crate::certs::Namesp
     v.verify_client_cert(leaf, rest, rustls::pki_types::UnixTime::now()).ok()?;
     Some(ns)
 }
+
+/// Keeps a flood of failed handshakes (a stranger, a scanner) from flooding the
+/// log: at most `per_window` warnings every 10 s, and the next one says how many
+/// were left out.
+#[derive(Debug)]
+pub struct LogBudget {
+    per_window: u32,
+    state: std::sync::Mutex<(std::time::Instant, u32, u32)>,
+}
+
+impl LogBudget {
+    /// A budget of `per_window` lines per 10 s.
+    pub fn new(per_window: u32) -> Self {
+        LogBudget { per_window, state: std::sync::Mutex::new((std::time::Instant::now(), 0, 0)) }
+    }
+
+    /// Whether to log this one; when yes, how many were left out before it.
+    pub fn allow(&self) -> Option<u32> {
+        let Ok(mut s) = self.state.lock() else { return Some(0) };
+        if s.0.elapsed() >= Duration::from_secs(10) {
+            s.0 = std::time::Instant::now();
+            s.1 = 0;
+        }
+        if s.1 < self.per_window {
+            s.1 += 1;
+            Some(std::mem::take(&mut s.2))
+        } else {
+            s.2 += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod log_budget_tests {
+    #[test]
+    fn a_flood_is_cut_and_counted() {
+        let b = super::LogBudget::new(3);
+        let allowed: Vec<Option<u32>> = (0..10).map(|_| b.allow()).collect();
+        assert_eq!(allowed.iter().filter(|a| a.is_some()).count(), 3);
+        assert_eq!(allowed[0], Some(0));
+    }
+}

@@ -205,3 +205,28 @@ fn an_exported_ca_is_owner_only_even_over_an_existing_file() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("security boundary"), "{}", show(&out));
 }
+
+/// A small gzip file that unfolds into one enormous line is refused at that
+/// line, quickly and in little memory, with a message that says which limit.
+#[test]
+fn an_endless_line_is_refused_not_read() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.lp.gz");
+    let mut gz =
+        flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::best());
+    gz.write_all(b"Minimize\n obj: ").unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..4 {
+        gz.write_all(&chunk).unwrap();
+    }
+    gz.finish().unwrap();
+    let out = std::process::Command::new(CLIENT)
+        .args(["--local", path.to_str().unwrap()])
+        .env("MESHSOLVE_MAX_LINE_MB", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bomb.lp.gz:2") && err.contains("longer than 2 MiB"), "{err}");
+}

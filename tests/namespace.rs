@@ -29,6 +29,12 @@ fn namespaces_are_isolated() {
     // Bob's worker logs the refused handshake and keeps serving Bob.
     let out = bob.run(&["--json", "--worker", &b_addr, ks.to_str().unwrap()]);
     assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
+    // A flood of refused handshakes does not flood Bob's log (five lines per 10 s).
+    for _ in 0..12 {
+        let _ = alice.run(&["--worker", &b_addr, ks.to_str().unwrap()]);
+    }
+    let logged = bob.workers[0].log_text().matches("refused a client").count();
+    assert!((1..=5).contains(&logged), "{logged} refusal lines in 10 s");
 
     // A stranger using Bob's namespace *name* but its own CA is refused too.
     let stranger = tempfile::tempdir().unwrap();

@@ -434,9 +434,44 @@ pub(crate) fn perr<T>(line: usize, message: impl Into<String>) -> ParseResult<T>
 pub fn open_stream(path: &Path, gz: bool) -> Result<Box<dyn BufRead + Send>, ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
-    let reader: Box<dyn Read + Send> =
-        if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let reader: Box<dyn Read + Send> = if gz {
+        let gb = limit("MESHSOLVE_MAX_UNZIPPED_GB", 64);
+        Box::new(Capped { inner: flate2::read::MultiGzDecoder::new(file), left: gb << 30, gb })
+    } else {
+        Box::new(file)
+    };
     Ok(Box::new(BufReader::with_capacity(1 << 16, reader)))
+}
+
+/// A limit from the environment (`name`, a whole number), or `default`.
+fn limit(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).filter(|v| *v > 0).unwrap_or(default)
+}
+
+/// Longest line a model file may have (bytes): `MESHSOLVE_MAX_LINE_MB`, default 64 MiB.
+fn max_line() -> usize {
+    (limit("MESHSOLVE_MAX_LINE_MB", 64) << 20) as usize
+}
+
+/// A decompressing reader that stops with an error past `left` bytes: a small
+/// `.gz` must not unfold into more than a model can sensibly be.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    gb: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let gb = self.gb;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "the decompressed model is larger than {gb} GiB (MESHSOLVE_MAX_UNZIPPED_GB sets the limit); is this a model file?"
+            ))
+        })?;
+        Ok(n)
+    }
 }
 
 /// Reads a model file, choosing the reader from `format` or the file name.
@@ -527,11 +562,22 @@ impl<R: BufRead> Lines<R> {
     pub fn next_line(&mut self) -> Result<Option<(usize, &str)>, StreamError> {
         self.buf.clear();
         let mut bytes = Vec::new();
-        let n = self.inner.read_until(b'\n', &mut bytes).map_err(StreamError::Io)?;
+        let cap = max_line();
+        let n =
+            (&mut self.inner).take(cap as u64 + 1).read_until(b'\n', &mut bytes).map_err(StreamError::Io)?;
         if n == 0 {
             return Ok(None);
         }
         self.line += 1;
+        if n > cap {
+            return Err(StreamError::Parse(ParseError {
+                line: self.line,
+                message: format!(
+                    "line is longer than {} MiB (MESHSOLVE_MAX_LINE_MB sets the limit); is this a model file?",
+                    cap >> 20
+                ),
+            }));
+        }
         match String::from_utf8(bytes) {
             Ok(s) => self.buf = s,
             Err(_) => {

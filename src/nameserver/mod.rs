@@ -150,24 +150,32 @@ pub async fn run(
             }
         });
     }
+    // Failed handshakes logged (a flood from one stranger must not fill the log).
+    let handshake_log = Arc::new(transport::LogBudget::new(5));
     loop {
         let incoming = tokio::select! {
             _ = shutdown.cancelled() => break,
             i = endpoint.accept() => match i { Some(i) => i, None => break },
         };
-        let (reg, cas, queue, stop, t) =
-            (reg.clone(), cas.clone(), queue.clone(), stop.clone(), tasks.clone());
+        let (reg, cas, queue, stop, t, budget) =
+            (reg.clone(), cas.clone(), queue.clone(), stop.clone(), tasks.clone(), handshake_log.clone());
         tasks.spawn(async move {
             let remote = incoming.remote_address();
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
-                    warn!(%remote, "refused connection: {e}");
+                    if let Some(n) = budget.allow() {
+                        let more = if n > 0 { format!(" ({n} more not logged)") } else { String::new() };
+                        warn!(%remote, "refused connection: {e}{more}");
+                    }
                     return;
                 }
             };
             let Some(ns) = transport::client_namespace_ok(&conn, &cas) else {
-                warn!(%remote, "refused a peer whose certificate does not belong to the namespace it asked for");
+                if let Some(n) = budget.allow() {
+                    let more = if n > 0 { format!(" ({n} more not logged)") } else { String::new() };
+                    warn!(%remote, "refused a peer whose certificate does not belong to the namespace it asked for{more}");
+                }
                 conn.close(2u32.into(), b"certificate not signed by the requested namespace's CA");
                 return;
             };

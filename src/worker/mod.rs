@@ -85,6 +85,8 @@ struct Shared {
     ad: std::sync::Mutex<WorkerAd>,
     /// Licence pools: seats this worker takes, and lends when it is a keeper.
     pools: Arc<pools::Pools>,
+    /// Failed handshakes logged (a flood from one stranger must not fill the log).
+    handshake_log: crate::transport::LogBudget,
     slots: Arc<Semaphore>,
     /// Resident hosts for progressive hedging, at most one per slot.
     hosts: tokio::sync::Mutex<Vec<Arc<process::ResidentHost>>>,
@@ -196,6 +198,7 @@ pub async fn run(
         solvers: std::sync::RwLock::new(cfg.solvers.clone()),
         discovery: discovery.clone(),
         ad: std::sync::Mutex::new(ad.clone()),
+        handshake_log: crate::transport::LogBudget::new(5),
         pools: pools::Pools::new(cfg.instance.clone(), ad.since, cfg.pools.clone(), endpoint.clone()),
         cfg,
     });
@@ -300,11 +303,13 @@ async fn serve(endpoint: &quinn::Endpoint, shared: &Arc<Shared>, tracker: &TaskT
                     match incoming.await {
                         Ok(conn) => handle_connection(conn, shared, t2).instrument(tracing::info_span!("conn", %remote)).await,
                         Err(e) => {
+                            let Some(left_out) = shared.handshake_log.allow() else { return };
+                            let more = if left_out > 0 { format!(" ({left_out} more not logged)") } else { String::new() };
                             let text = e.to_string();
                             if text.contains("UnknownIssuer") || text.contains("certificate") {
-                                warn!(%remote, "refused a client whose certificate is not signed by namespace `{}`'s CA (another namespace, or a box without this namespace's CA): {text}", shared.cfg.namespace);
+                                warn!(%remote, "refused a client whose certificate is not signed by namespace `{}`'s CA (another namespace, or a box without this namespace's CA): {text}{more}", shared.cfg.namespace);
                             } else {
-                                warn!(%remote, "connection failed during handshake: {text}");
+                                warn!(%remote, "connection failed during handshake: {text}{more}");
                             }
                         }
                     }
