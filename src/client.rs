@@ -607,7 +607,17 @@ impl Mesh {
         let mut file = tokio::fs::File::open(path)
             .await
             .map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
-        tokio::io::copy(&mut file, &mut send).await.map_err(|e| retry(&e))?;
+        if let Err(e) = tokio::io::copy(&mut file, &mut send).await {
+            // The worker may have stopped the upload itself (no space left, too
+            // large): its answer says why, and whether to go elsewhere.
+            let answer = tokio::time::timeout(Duration::from_secs(2), read_msg::<Response>(&mut recv, MAX_RESPONSE)).await;
+            return Err(match answer {
+                Ok(Ok(Some(Response::Failed { kind: FailKind::Rejected, message }))) => JobFailure::Rejected(message),
+                Ok(Ok(Some(Response::Failed { kind: FailKind::Unavailable, message }))) => JobFailure::Unavailable(message),
+                Ok(Ok(Some(Response::Failed { message, .. }))) => JobFailure::Retry(message),
+                _ => retry(&e),
+            });
+        }
         send.finish().map_err(|e| retry(&e))?;
         loop {
             match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {

@@ -230,3 +230,42 @@ fn an_endless_line_is_refused_not_read() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bomb.lp.gz:2") && err.contains("longer than 2 MiB"), "{err}");
 }
+
+/// A worker whose disk is full says so, by name and directory, instead of
+/// "sending stopped by peer".
+#[test]
+fn a_full_disk_on_a_worker_is_named() {
+    if !nix::unistd::Uid::effective().is_root() {
+        prerequisite_missing("root, to mount a small tmpfs as the worker's temporary directory");
+        return;
+    }
+    struct Mount(std::path::PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(tmp.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        prerequisite_missing("mount -t tmpfs (a small disk for the worker)");
+        return;
+    }
+    let _mount = Mount(tmp.path().to_path_buf());
+    let mut mesh = Mesh::new("diskfull");
+    mesh.start_worker_env(&["--slots", "1", "--no-python"], &[("TMPDIR", tmp.path())]);
+    mesh.wait_for_workers(1);
+    let n = 20_000;
+    let terms: Vec<String> = (0..n).map(|j| format!("x{j}")).collect();
+    let big = mesh.home_path().join("big.lp");
+    std::fs::write(&big, format!("Minimize\n obj: {}\nSubject To\n c: {} >= 1\nEnd\n", terms.join(" + "), terms.join(" + ")))
+        .unwrap();
+    let out = mesh.run(&["--json", "--wait", "3s", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = json_of(&out)["error"].as_str().unwrap().to_string();
+    assert!(err.contains("no space left in") && err.contains(&tmp.path().display().to_string()), "{err}");
+}

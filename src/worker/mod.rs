@@ -523,6 +523,12 @@ async fn receive_model(
     match received {
         Ok(n) if n == req.size => Ok(guard),
         Ok(n) => Err(failed(FailKind::Cancelled, format!("model truncated: got {n} of {} bytes", req.size))),
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            let msg = format!("worker {}: no space left in {} for the model", shared.cfg.instance, shared.tmp.display());
+            warn!("{msg}");
+            // Unavailable: this client sends it nothing more; the job goes elsewhere.
+            Err(failed(FailKind::Unavailable, msg))
+        }
         Err(e) => Err(failed(FailKind::Cancelled, format!("model transfer failed: {e}"))),
     }
 }
