@@ -610,10 +610,16 @@ impl Mesh {
         if let Err(e) = tokio::io::copy(&mut file, &mut send).await {
             // The worker may have stopped the upload itself (no space left, too
             // large): its answer says why, and whether to go elsewhere.
-            let answer = tokio::time::timeout(Duration::from_secs(2), read_msg::<Response>(&mut recv, MAX_RESPONSE)).await;
+            let answer =
+                tokio::time::timeout(Duration::from_secs(2), read_msg::<Response>(&mut recv, MAX_RESPONSE))
+                    .await;
             return Err(match answer {
-                Ok(Ok(Some(Response::Failed { kind: FailKind::Rejected, message }))) => JobFailure::Rejected(message),
-                Ok(Ok(Some(Response::Failed { kind: FailKind::Unavailable, message }))) => JobFailure::Unavailable(message),
+                Ok(Ok(Some(Response::Failed { kind: FailKind::Rejected, message }))) => {
+                    JobFailure::Rejected(message)
+                }
+                Ok(Ok(Some(Response::Failed { kind: FailKind::Unavailable, message }))) => {
+                    JobFailure::Unavailable(message)
+                }
                 Ok(Ok(Some(Response::Failed { message, .. }))) => JobFailure::Retry(message),
                 _ => retry(&e),
             });

@@ -262,10 +262,36 @@ fn a_full_disk_on_a_worker_is_named() {
     let n = 20_000;
     let terms: Vec<String> = (0..n).map(|j| format!("x{j}")).collect();
     let big = mesh.home_path().join("big.lp");
-    std::fs::write(&big, format!("Minimize\n obj: {}\nSubject To\n c: {} >= 1\nEnd\n", terms.join(" + "), terms.join(" + ")))
-        .unwrap();
+    std::fs::write(
+        &big,
+        format!("Minimize\n obj: {}\nSubject To\n c: {} >= 1\nEnd\n", terms.join(" + "), terms.join(" + ")),
+    )
+    .unwrap();
     let out = mesh.run(&["--json", "--wait", "3s", big.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = json_of(&out)["error"].as_str().unwrap().to_string();
     assert!(err.contains("no space left in") && err.contains(&tmp.path().display().to_string()), "{err}");
+}
+
+/// A model larger than a worker's disk budget is refused at once, with the flag
+/// that sets it; smaller ones still solve.
+#[test]
+fn the_disk_budget_bounds_what_a_worker_takes() {
+    let mut mesh = Mesh::new("diskbudget");
+    mesh.start_worker(&["--slots", "1", "--no-python", "--disk-budget", "1"]);
+    mesh.wait_for_workers(1);
+    let n = 120_000;
+    let terms: Vec<String> = (0..n).map(|j| format!("x{j}")).collect();
+    let big = mesh.home_path().join("big.lp");
+    std::fs::write(
+        &big,
+        format!("Minimize\n obj: {}\nSubject To\n c: {} >= 1\nEnd\n", terms.join(" + "), terms.join(" + ")),
+    )
+    .unwrap();
+    assert!(std::fs::metadata(&big).unwrap().len() > 1 << 20);
+    let out = mesh.run(&["--json", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(json_of(&out)["error"].as_str().unwrap().contains("--disk-budget"), "{}", show(&out));
+    let out = mesh.run(&["--json", examples().join("knapsack.lp").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }

@@ -73,6 +73,10 @@ struct Opts {
     /// waits for a free seat (its client is told so).
     #[arg(long = "licence-pool", alias = "license-pool", value_name = "SOLVER=SERVER/SEATS", value_parser = parse_pool)]
     pools: Vec<meshsolve::protocol::PoolInfo>,
+    /// Disk space for models in transit or waiting here, in MiB [default: 8192]: an upload
+    /// waits for room, and a model larger than this is refused.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    disk_budget: Option<u64>,
     /// Memory limit of each solver process in MiB (address space); a solve that needs
     /// more fails like a crash and is retried elsewhere, instead of starving the box.
     #[arg(long, value_name = "MIB")]
@@ -215,6 +219,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         idle_exit: opts.idle_exit,
         solver_exe: std::env::current_exe().context("cannot find my own executable")?,
         max_model: worker::DEFAULT_MAX_MODEL,
+        disk_budget: opts.disk_budget.map_or(worker::DEFAULT_DISK_BUDGET, |m| m << 20),
         solver_memory: opts.solver_memory.map(|m| m << 20),
         max_time_limit: opts.max_time_limit,
         name_server: opts.name_server.or_else(meshsolve::discovery::registry::from_env),

@@ -36,6 +36,9 @@ const NO_LICENCE_FIRST_PAUSE: Duration = Duration::from_secs(2);
 const NO_LICENCE_MAX_PAUSE: Duration = Duration::from_secs(60);
 const NO_LICENCE_PATIENCE: Duration = Duration::from_secs(15 * 60);
 
+/// Models in transit or waiting on a worker's disk at once, by default.
+pub const DEFAULT_DISK_BUDGET: u64 = 8 << 30;
+
 /// Largest model a worker accepts by default.
 pub const DEFAULT_MAX_MODEL: u64 = 4 << 30;
 
@@ -65,6 +68,9 @@ pub struct WorkerConfig {
     pub solver_exe: PathBuf,
     /// Largest model accepted, bytes.
     pub max_model: u64,
+    /// Bytes of models in transit or waiting on disk at once: an upload waits
+    /// for room (many clients at a one-slot worker must not fill its disk).
+    pub disk_budget: u64,
     /// Address-space limit of each solver process, bytes.
     pub solver_memory: Option<u64>,
     /// Longest a job may solve on this worker: a job asking for more, or for no
@@ -87,6 +93,8 @@ struct Shared {
     pools: Arc<pools::Pools>,
     /// Failed handshakes logged (a flood from one stranger must not fill the log).
     handshake_log: crate::transport::LogBudget,
+    /// The disk budget for models, in MiB.
+    disk: Arc<Semaphore>,
     slots: Arc<Semaphore>,
     /// Resident hosts for progressive hedging, at most one per slot.
     hosts: tokio::sync::Mutex<Vec<Arc<process::ResidentHost>>>,
@@ -199,6 +207,7 @@ pub async fn run(
         discovery: discovery.clone(),
         ad: std::sync::Mutex::new(ad.clone()),
         handshake_log: crate::transport::LogBudget::new(5),
+        disk: Arc::new(Semaphore::new((cfg.disk_budget >> 20).clamp(1, u64::from(u32::MAX >> 3)) as usize)),
         pools: pools::Pools::new(cfg.instance.clone(), ad.since, cfg.pools.clone(), endpoint.clone()),
         cfg,
     });
@@ -485,6 +494,15 @@ fn admit(req: &SolveRequest, shared: &Shared) -> Result<Available, Response> {
     if let Err(e) = crate::solver::check_job_options(solver.kind, &req.options, max_threads) {
         return Err(failed(FailKind::Rejected, e.to_string()));
     }
+    if req.size > shared.cfg.disk_budget {
+        return Err(failed(
+            FailKind::Rejected,
+            format!(
+                "model of {} bytes exceeds this worker's disk budget of {} bytes (meshworker --disk-budget)",
+                req.size, shared.cfg.disk_budget
+            ),
+        ));
+    }
     if req.size > shared.cfg.max_model {
         return Err(failed(
             FailKind::Rejected,
@@ -524,7 +542,11 @@ async fn receive_model(
         Ok(n) if n == req.size => Ok(guard),
         Ok(n) => Err(failed(FailKind::Cancelled, format!("model truncated: got {n} of {} bytes", req.size))),
         Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
-            let msg = format!("worker {}: no space left in {} for the model", shared.cfg.instance, shared.tmp.display());
+            let msg = format!(
+                "worker {}: no space left in {} for the model",
+                shared.cfg.instance,
+                shared.tmp.display()
+            );
             warn!("{msg}");
             // Unavailable: this client sends it nothing more; the job goes elsewhere.
             Err(failed(FailKind::Unavailable, msg))
@@ -632,6 +654,15 @@ async fn solve(
     let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("job", id = job, model = %req.name);
     async {
+        // Room on disk first: the upload waits while others' models fill the budget.
+        let mib = (req.size >> 20).max(1).min(u64::from(u32::MAX)) as u32;
+        let room = tokio::select! {
+            r = shared.disk.clone().acquire_many_owned(mib) => r.ok(),
+            _ = shared.stop.cancelled() => None,
+        };
+        let Some(_room) = room else {
+            return failed(FailKind::Unavailable, "worker is shutting down");
+        };
         let guard = match receive_model(&req, job, recv, shared).await {
             Ok(g) => g,
             Err(r) => return r,
