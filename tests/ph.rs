@@ -144,3 +144,41 @@ fn a_worker_that_joins_mid_run_takes_a_share() {
     let e = json_of(&out)["expected_cost"].as_f64().unwrap();
     assert!(close(e, -131722.2106, 1e-3), "{e}");
 }
+
+/// Nonsense settings are refused before anything runs: a command-line mistake
+/// exits 2, a spec's nonsense names the file and the value.
+#[test]
+fn nonsense_settings_are_refused() {
+    let mesh = Mesh::new("phbad");
+    let spec = examples().join("farmer/farmer.toml");
+    for flags in [
+        ["--rho", "NaN"],
+        ["--rho", "-1"],
+        ["--threshold", "-1"],
+        ["--threshold", "inf"],
+        ["--max-iters", "0"],
+    ] {
+        let out = mesh.run(&[&["ph", spec.to_str().unwrap()][..], &flags].concat());
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", show(&out));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let farmer = examples().join("farmer");
+    for (what, probs, rho) in [
+        ("negative probability", ["-0.5", "1.5", "0"], "1.0"),
+        ("NaN probability", ["nan", "0.5", "0.5"], "1.0"),
+        ("NaN rho", ["0.25", "0.25", "0.5"], "nan"),
+    ] {
+        let mut text = format!("name = \"bad\"\nfirst_stage = [\"DevotedAcreage_*\"]\nrho = {rho}\n");
+        for (i, p) in probs.iter().enumerate() {
+            text.push_str(&format!(
+                "[[scenario]]\nfile = \"{}\"\nprobability = {p}\n",
+                farmer.join(format!("scen{i}.lp")).display()
+            ));
+        }
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = mesh.run(&["ph", path.to_str().unwrap(), "--wait", "1s"]);
+        assert_ne!(out.status.code(), Some(0), "{what}: {}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"), "{what}: {}", show(&out));
+    }
+}

@@ -101,3 +101,51 @@ async fn absurd_solve_options_are_refused_and_the_worker_lives() {
     assert_eq!(json_of(&out)["objective"].as_f64(), Some(21.0), "{}", show(&out));
     assert!(mesh.workers[0].child.try_wait().unwrap().is_none());
 }
+
+/// A PH step whose vectors do not fit the resident scenario is refused on its
+/// stream; the scenario (and the process holding it) keeps answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_that_does_not_fit_is_refused_and_the_scenario_lives() {
+    use meshsolve::model::Format;
+    use meshsolve::protocol::{write_msg, ResidentOpen, SolveOptions, SolveRequest, Step, StepMode};
+    let mut mesh = Mesh::new("badstep");
+    let addr = mesh.start_worker(&["--slots", "1", "--no-python"]).addr.clone();
+    let conn = open(&mesh, &addr).await;
+    let model = std::fs::read(examples().join("farmer/scen0.lp")).unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let header = SolveRequest {
+        name: "scen0".into(),
+        format: Format::Lp,
+        gzip: false,
+        size: model.len() as u64,
+        solver: None,
+        options: SolveOptions::default(),
+    };
+    let nonants = vec![
+        "DevotedAcreage_WHEAT".into(),
+        "DevotedAcreage_CORN".into(),
+        "DevotedAcreage_SUGAR_BEETS".into(),
+    ];
+    write_msg(&mut send, &Request::Resident(ResidentOpen { model: header, nonants })).await.unwrap();
+    send.write_all(&model).await.unwrap();
+    let ready =
+        tokio::time::timeout(std::time::Duration::from_secs(20), read_msg::<Response>(&mut recv, 1 << 20))
+            .await;
+    assert!(matches!(ready, Ok(Ok(Some(Response::Ready { nonants: 3, .. })))), "{ready:?}");
+    let short = Step { mode: StepMode::Plain, w: vec![0.0], xbar: vec![0.0], rho: vec![1.0] };
+    write_msg(&mut send, &short).await.unwrap();
+    let r =
+        tokio::time::timeout(std::time::Duration::from_secs(20), read_msg::<Response>(&mut recv, 1 << 20))
+            .await;
+    assert!(
+        matches!(&r, Ok(Ok(Some(Response::Failed { message, .. }))) if message.contains("bad step")),
+        "{r:?}"
+    );
+    let good = Step { mode: StepMode::Plain, w: vec![0.0; 3], xbar: vec![0.0; 3], rho: vec![1.0; 3] };
+    write_msg(&mut send, &good).await.unwrap();
+    let r =
+        tokio::time::timeout(std::time::Duration::from_secs(20), read_msg::<Response>(&mut recv, 1 << 20))
+            .await;
+    assert!(matches!(&r, Ok(Ok(Some(Response::Step(_))))), "the scenario still answers: {r:?}");
+    let _ = send.finish();
+}

@@ -115,7 +115,7 @@ impl PhSpec {
         let scenarios: Vec<(PathBuf, f64)> =
             f.scenario.iter().map(|s| (dir.join(&s.file), s.probability.unwrap_or(1.0 / n))).collect();
         let total: f64 = scenarios.iter().map(|s| s.1).sum();
-        if (total - 1.0).abs() > 1e-6 || scenarios.iter().any(|s| s.1 <= 0.0) {
+        if !((total - 1.0).abs() <= 1e-6) || scenarios.iter().any(|s| !(s.1 > 0.0 && s.1 <= 1.0)) {
             return Err(SpecError::Invalid(format!(
                 "{}: probabilities must be positive and sum to 1 (they sum to {total})",
                 path.display()
@@ -129,6 +129,19 @@ impl PhSpec {
                     file.display()
                 )));
             }
+        }
+        let bad_rho = |r: f64| !(r.is_finite() && r > 0.0);
+        if let Some(r) = f.rho.filter(|r| bad_rho(*r)) {
+            return Err(SpecError::Invalid(format!(
+                "{}: rho = {r}: a penalty is a positive number",
+                path.display()
+            )));
+        }
+        if let Some((p, r)) = f.rho_overrides.iter().find(|(_, r)| bad_rho(**r)) {
+            return Err(SpecError::Invalid(format!(
+                "{}: rho for `{p}` = {r}: a penalty is a positive number",
+                path.display()
+            )));
         }
         let mut first = f.first_stage;
         first.extend(first_stage.iter().cloned());

@@ -573,6 +573,28 @@ pub struct Step {
     pub rho: Vec<f64>,
 }
 
+impl Step {
+    /// Checks a step for a scenario with `nonants` first-stage variables: one
+    /// finite weight, x̄ and positive ρ per variable.
+    ///
+    /// # Errors
+    /// [`Invalid`] naming the first bad field.
+    pub fn validate(&self, nonants: usize) -> Result<(), Invalid> {
+        for (field, v) in [("w", &self.w), ("xbar", &self.xbar), ("rho", &self.rho)] {
+            if v.len() != nonants {
+                return Err(Invalid::BadText { field, why: "not one value per first-stage variable" });
+            }
+            if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+                return Err(Invalid::OutOfRange { field, value: *x, range: "finite numbers" });
+            }
+        }
+        if let Some(r) = self.rho.iter().find(|r| **r <= 0.0) {
+            return Err(Invalid::OutOfRange { field: "rho", value: *r, range: "positive numbers" });
+        }
+        Ok(())
+    }
+}
+
 /// A step's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReply {

@@ -455,20 +455,25 @@ fn host_main() -> i32 {
             HostMsg::Step { id, step } => {
                 let r = match scenarios.get_mut(&id) {
                     None => Err(format!("scenario {id} is not loaded here")),
-                    Some(l) => {
-                        let m = proximal::build(&l.base, &l.idx, &step, l.quadratic);
-                        let key = format!("{:?}", step.mode);
-                        let mut opts = l.opts.clone();
-                        opts.warm_start = l.last.get(&key).filter(|w| w.len() == m.cols.len()).cloned();
-                        solve_step(l.solver.as_ref(), &l.base, &m, &l.idx, &opts, l.quadratic).map(
-                            |(r, x)| {
-                                if !x.is_empty() {
-                                    l.last.insert(key, x);
-                                }
-                                r
-                            },
-                        )
-                    }
+                    // A step that does not fit this scenario is refused; it never
+                    // reaches the model builder (other scenarios live in this process).
+                    Some(l) => match step.validate(l.idx.len()) {
+                        Err(e) => Err(format!("bad step: {e}")),
+                        Ok(()) => {
+                            let m = proximal::build(&l.base, &l.idx, &step, l.quadratic);
+                            let key = format!("{:?}", step.mode);
+                            let mut opts = l.opts.clone();
+                            opts.warm_start = l.last.get(&key).filter(|w| w.len() == m.cols.len()).cloned();
+                            solve_step(l.solver.as_ref(), &l.base, &m, &l.idx, &opts, l.quadratic).map(
+                                |(r, x)| {
+                                    if !x.is_empty() {
+                                        l.last.insert(key, x);
+                                    }
+                                    r
+                                },
+                            )
+                        }
+                    },
                 };
                 write_msg_blocking(&mut stdout, &r)
             }

@@ -36,7 +36,8 @@ pub fn build(base: &Model, nonants: &[usize], step: &Step, quadratic: bool) -> M
             for (k, &j) in nonants.iter().enumerate() {
                 let c = &mut m.cols[j];
                 let v = if c.integer { step.xbar[k].round() } else { step.xbar[k] };
-                let v = v.clamp(c.lower, c.upper);
+                // (clamp would panic on an empty range: that column stays infeasible.)
+                let v = if c.lower <= c.upper { v.clamp(c.lower, c.upper) } else { v };
                 c.lower = v;
                 c.upper = v;
             }

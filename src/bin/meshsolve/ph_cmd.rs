@@ -9,6 +9,21 @@ use crate::report::fmt_value;
 
 pub(crate) async fn ph(m: &MeshConfig, a: PhArgs) -> anyhow::Result<u8> {
     use meshsolve::ph::{self, PhOptions, PhSpec};
+    if let Some(r) = a.rho.filter(|r| !(r.is_finite() && *r > 0.0)) {
+        return Err(
+            crate::cli::Usage(format!("--rho {r}: a penalty is a positive number, e.g. --rho 1")).into()
+        );
+    }
+    if !(a.threshold.is_finite() && a.threshold > 0.0) {
+        return Err(crate::cli::Usage(format!(
+            "--threshold {}: a positive number, e.g. --threshold 1e-4",
+            a.threshold
+        ))
+        .into());
+    }
+    if a.max_iters == 0 {
+        return Err(crate::cli::Usage("--max-iters must be at least 1".into()).into());
+    }
     let spec = PhSpec::load(&a.spec, &a.first_stage)?;
     let opts = PhOptions {
         rho: a.rho,
