@@ -115,7 +115,8 @@ impl PhSpec {
         let scenarios: Vec<(PathBuf, f64)> =
             f.scenario.iter().map(|s| (dir.join(&s.file), s.probability.unwrap_or(1.0 / n))).collect();
         let total: f64 = scenarios.iter().map(|s| s.1).sum();
-        if !((total - 1.0).abs() <= 1e-6) || scenarios.iter().any(|s| !(s.1 > 0.0 && s.1 <= 1.0)) {
+        let near_one = (total - 1.0).abs() <= 1e-6;
+        if !near_one || scenarios.iter().any(|s| !(s.1 > 0.0 && s.1 <= 1.0)) {
             return Err(SpecError::Invalid(format!(
                 "{}: probabilities must be positive and sum to 1 (they sum to {total})",
                 path.display()
