@@ -625,11 +625,32 @@ impl Mesh {
             });
         }
         send.finish().map_err(|e| retry(&e))?;
+        // With a time limit, the worker answers by limit × 1.1 + 5 s (it stops an
+        // overrunning solver then); a worker still silent well after that is stuck.
+        let patience = header
+            .options
+            .time_limit
+            .and_then(|t| Duration::try_from_secs_f64(t * 1.1 + 60.0).ok())
+            .unwrap_or(Duration::MAX / 4);
+        let mut deadline = tokio::time::Instant::now() + patience;
         loop {
-            match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {
-                Ok(Some(Response::Started)) => debug!(worker = %ad.instance, "job started"),
+            let next = tokio::time::timeout_at(deadline, read_msg::<Response>(&mut recv, MAX_RESPONSE)).await;
+            let Ok(next) = next else {
+                return Err(JobFailure::Lost(format!(
+                    "worker {} gave no answer {:.0} s after the job's time limit",
+                    ad.instance,
+                    patience.as_secs_f64() - header.options.time_limit.unwrap_or(0.0)
+                )));
+            };
+            match next {
+                Ok(Some(Response::Started)) => {
+                    debug!(worker = %ad.instance, "job started");
+                    deadline = tokio::time::Instant::now() + patience;
+                }
                 Ok(Some(Response::Waiting { reason })) => {
                     debug!(worker = %ad.instance, "waiting for {reason}");
+                    // Waiting in line (a licence seat) is not being stuck.
+                    deadline = tokio::time::Instant::now() + patience;
                     on_note(JobNote::Waiting(reason));
                 }
                 Ok(Some(Response::Log(line))) => on_note(JobNote::Log(line)),

@@ -149,3 +149,23 @@ async fn a_step_that_does_not_fit_is_refused_and_the_scenario_lives() {
     assert!(matches!(&r, Ok(Ok(Some(Response::Step(_))))), "the scenario still answers: {r:?}");
     let _ = send.finish();
 }
+
+/// A peer that opens a stream and never finishes its request is dropped after
+/// the first-frame deadline (10 s), not served forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_stream_is_closed_by_the_worker() {
+    let mut mesh = Mesh::new("silent");
+    let addr = mesh.start_worker(&["--slots", "1", "--no-python"]).addr.clone();
+    let conn = open(&mesh, &addr).await;
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    // Half of a frame header, then silence.
+    send.write_all(&[0, 0]).await.unwrap();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(20), send.stopped()).await;
+    assert!(stopped.is_ok(), "the worker still holds a silent stream after 20 s");
+    // And it keeps serving others.
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&encode(&Request::Status).unwrap()).await.unwrap();
+    send.finish().unwrap();
+    let st = read_msg::<WorkerStatus>(&mut recv, MAX_CONTROL).await.unwrap().unwrap();
+    assert_eq!(st.slots, 1);
+}

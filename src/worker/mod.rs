@@ -36,6 +36,12 @@ const NO_LICENCE_FIRST_PAUSE: Duration = Duration::from_secs(2);
 const NO_LICENCE_MAX_PAUSE: Duration = Duration::from_secs(60);
 const NO_LICENCE_PATIENCE: Duration = Duration::from_secs(15 * 60);
 
+/// How long a new stream may take to send its request frame.
+const FIRST_FRAME_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long an upload may stop moving before it is given up.
+const UPLOAD_STALL: Duration = Duration::from_secs(30);
+
 /// Models in transit or waiting on a worker's disk at once, by default.
 pub const DEFAULT_DISK_BUDGET: u64 = 8 << 30;
 
@@ -380,7 +386,14 @@ async fn handle_stream(
     mut recv: quinn::RecvStream,
     shared: &Shared,
 ) -> Result<(), FrameError> {
-    let req: Request = match read_msg(&mut recv, MAX_CONTROL).await {
+    // A peer that opens a stream and then says nothing costs a task for 10 s, not forever.
+    let first = tokio::time::timeout(FIRST_FRAME_DEADLINE, read_msg(&mut recv, MAX_CONTROL)).await;
+    let Ok(first) = first else {
+        debug!("no request within {} s; closing the stream", FIRST_FRAME_DEADLINE.as_secs());
+        let _ = recv.stop(0u32.into());
+        return Ok(());
+    };
+    let req: Request = match first {
         Ok(Some(r)) => r,
         Ok(None) => return Ok(()),
         Err(e) => {
@@ -531,10 +544,27 @@ async fn receive_model(
     let path = shared.tmp.join(format!("job{job}.{ext}"));
     let received = async {
         let mut file = tokio::fs::File::create(&path).await?;
-        let mut limited = tokio::io::AsyncReadExt::take(&mut *recv, req.size);
-        let n = tokio::io::copy(&mut limited, &mut file).await?;
+        let mut left = req.size;
+        let mut buf = vec![0u8; 1 << 16];
+        // An upload that stops moving for UPLOAD_STALL is given up (a stuck peer
+        // holds neither a task nor the disk budget for ever).
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = match tokio::time::timeout(UPLOAD_STALL, recv.read(&mut buf[..want])).await {
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no model bytes for {} s", UPLOAD_STALL.as_secs()),
+                    ))
+                }
+                Ok(r) => r.map_err(std::io::Error::other)?,
+            };
+            let Some(n) = n else { break };
+            file.write_all(&buf[..n]).await?;
+            left -= n as u64;
+        }
         file.flush().await?;
-        Ok::<u64, std::io::Error>(n)
+        Ok::<u64, std::io::Error>(req.size - left)
     }
     .await;
     let guard = TempFile(path);
