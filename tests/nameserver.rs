@@ -254,3 +254,67 @@ fn a_detached_batch_is_solved_while_the_client_is_away() {
     let out = client(home.path(), &other, port).args(["collect", &batch]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
 }
+
+/// A namespace member registers a "worker" with 1000 slots that never answers:
+/// the name server proves a registration with a status request before it lists
+/// it or queues jobs to it, so a detached batch goes to the real worker.
+#[test]
+fn a_registration_that_never_answers_is_not_trusted() {
+    use meshsolve::certs::{NamespaceCa, CLIENT_NAME};
+    use meshsolve::discovery::{SolverInfo, WorkerAd};
+    use meshsolve::protocol::{read_msg, write_msg, NsReply, Request};
+    let home = tempfile::tempdir().unwrap();
+    let ns = unique_ns("nsfake");
+    make_ca(home.path(), &ns);
+    let port = free_udp_port();
+    let _daemon = start_ns(home.path(), port, &[&ns], &home.path().join("ns.log"));
+    let _w = start_worker(home.path(), &ns, port, &home.path().join("w.log"));
+    wait_listed(home.path(), &ns, port, 1);
+    // The fake: a valid certificate of the namespace, a registration, then silence.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _fake = rt.block_on(async {
+        let ca = NamespaceCa::load_or_create(home.path(), &ns).unwrap();
+        let ep = meshsolve::transport::client_endpoint(&ca.issue(CLIENT_NAME).unwrap()).unwrap();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let conn = ep.connect(addr, &meshsolve::transport::ns_server_name(&ns)).unwrap().await.unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let ad = WorkerAd {
+            instance: "fake-1000-slots".into(),
+            namespace: ns.clone(),
+            addrs: vec!["127.0.0.1:9".parse().unwrap()],
+            solvers: vec![SolverInfo { name: "microlp".into(), version: "0.7".into(), slots: 1000 }],
+            slots: 1000,
+            ca_fingerprint: ca.fingerprint(),
+            protocol: meshsolve::protocol::VERSION,
+            version: "0.1.0".into(),
+            relay: None,
+            pools: Vec::new(),
+            since: 0,
+        };
+        write_msg(&mut send, &Request::Register(ad)).await.unwrap();
+        let reply: Option<NsReply> = read_msg(&mut recv, 1 << 16).await.unwrap();
+        assert!(matches!(reply, Some(NsReply::Leased { .. })), "{reply:?}");
+        (ep, conn)
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let names: Vec<String> = listed(home.path(), &ns, port)
+        .iter()
+        .map(|w| w["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(names.len(), 1, "only the worker that answered is listed: {names:?}");
+    assert!(!names[0].starts_with("fake"), "{names:?}");
+    let dir = home.path().join("batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..5 {
+        std::fs::copy(examples().join("knapsack.lp"), dir.join(format!("k{i}.lp"))).unwrap();
+    }
+    let out = client(home.path(), &ns, port).args(["--detach", dir.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let batch = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out =
+        client(home.path(), &ns, port).args(["collect", &batch, "--until-done", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 5);
+    assert!(v.iter().all(|r| r["status"] == "optimal" && r["worker"] != "fake-1000-slots"), "{v:?}");
+}

@@ -67,6 +67,10 @@ struct Entry {
     ad: WorkerAd,
     conn: quinn::Connection,
     expires: Instant,
+    /// Whether the worker has answered a status request over its connection:
+    /// until then it is neither listed nor given queued jobs (a namespace member
+    /// could register a "worker" with 1000 slots that never answers).
+    proven: bool,
 }
 
 #[derive(Default)]
@@ -201,7 +205,7 @@ fn registered_workers(reg: &Mutex<Registry>) -> Vec<queue::QueueWorker> {
         .map(|r| {
             r.entries
                 .iter()
-                .filter(|(_, e)| e.expires > now && e.conn.close_reason().is_none())
+                .filter(|(_, e)| e.expires > now && e.proven && e.conn.close_reason().is_none())
                 .map(|((ns, inst), e)| queue::QueueWorker {
                     namespace: ns.clone(),
                     instance: inst.clone(),
@@ -212,6 +216,33 @@ fn registered_workers(reg: &Mutex<Registry>) -> Vec<queue::QueueWorker> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Asks a new registration's worker for its status over its own connection;
+/// trusts it (and at most the slots and solvers it reports) once it answers,
+/// and drops it if it does not within 3 s.
+async fn prove_registration(reg: Arc<Mutex<Registry>>, conn: quinn::Connection, key: (String, String)) {
+    let asked = async {
+        let (mut send, mut recv) = conn.open_bi().await.ok()?;
+        write_msg(&mut send, &Request::Status).await.ok()?;
+        let _ = send.finish();
+        read_msg::<crate::protocol::WorkerStatus>(&mut recv, MAX_CONTROL).await.ok().flatten()
+    };
+    let status = tokio::time::timeout(Duration::from_secs(3), asked).await.ok().flatten();
+    let Ok(mut r) = reg.lock() else { return };
+    match status {
+        Some(st) if st.name == key.1 => {
+            if let Some(e) = r.entries.get_mut(&key) {
+                e.proven = true;
+                e.ad.slots = e.ad.slots.min(st.slots);
+                e.ad.solvers = st.solvers;
+            }
+        }
+        _ => {
+            warn!(worker = %key.1, "a registration whose worker does not answer a status request is ignored");
+            r.entries.remove(&key);
+        }
+    }
 }
 
 /// Drops registrations whose lease ran out or whose connection closed.
@@ -285,11 +316,27 @@ impl Peer {
                         ad.addrs.insert(0, SocketAddr::new(seen.ip(), port));
                     }
                     info!(worker = %ad.instance, addrs = ?ad.addrs, "registered");
+                    let key = (self.ns.clone(), ad.instance.clone());
+                    let proven = self
+                        .reg
+                        .lock()
+                        .ok()
+                        .and_then(|r| r.entries.get(&key).map(|e| e.proven))
+                        .unwrap_or(false);
                     if let Ok(mut r) = self.reg.lock() {
                         r.entries.insert(
-                            (self.ns.clone(), ad.instance.clone()),
-                            Entry { ad, conn: self.conn.clone(), expires: Instant::now() + self.lease },
+                            key.clone(),
+                            Entry {
+                                ad,
+                                conn: self.conn.clone(),
+                                expires: Instant::now() + self.lease,
+                                proven,
+                            },
                         );
+                    }
+                    if !proven {
+                        let (reg, conn) = (self.reg.clone(), self.conn.clone());
+                        self.tasks.spawn(prove_registration(reg, conn, key));
                     }
                     NsReply::Leased { seconds: self.lease.as_secs_f64() }
                 }
@@ -320,7 +367,7 @@ impl Peer {
                     .map(|r| {
                         r.entries
                             .iter()
-                            .filter(|((n, _), e)| *n == self.ns && e.expires > now)
+                            .filter(|((n, _), e)| *n == self.ns && e.expires > now && e.proven)
                             .map(|(_, e)| e.ad.clone())
                             .collect()
                     })

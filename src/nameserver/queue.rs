@@ -143,6 +143,8 @@ enum RunEnd {
     Solved(Solution),
     Refused(String),
     Retry(String),
+    /// The worker could not be reached: the attempt is not counted.
+    Unreached(String),
 }
 
 impl Queue {
@@ -356,6 +358,7 @@ impl Queue {
             RunEnd::Solved(sol) => (Outcome::Solved, Some(sol), None),
             RunEnd::Refused(m) => (Outcome::Fatal(m.clone()), None, Some(m)),
             RunEnd::Retry(m) => (Outcome::Retry(m.clone()), None, Some(m)),
+            RunEnd::Unreached(m) => (Outcome::Unreached(m.clone()), None, Some(m)),
         };
         let state = lane.sched.finish(id, outcome);
         let Some(j) = jobs.get_mut(namespace).and_then(|m| m.get_mut(&key)) else { return };
@@ -387,12 +390,13 @@ impl Queue {
     /// Sends one job to a worker over its connection and waits for the answer.
     async fn run(&self, job: &Job, conn: &quinn::Connection) -> RunEnd {
         let retry = |e: &dyn std::fmt::Display| RunEnd::Retry(e.to_string());
+        let unreached = |e: &dyn std::fmt::Display| RunEnd::Unreached(e.to_string());
         let (mut send, mut recv) = match conn.open_bi().await {
             Ok(s) => s,
-            Err(e) => return retry(&e),
+            Err(e) => return unreached(&e),
         };
         if let Err(e) = write_msg(&mut send, &Request::Solve(job.header.clone())).await {
-            return retry(&e);
+            return unreached(&e);
         }
         let path = self.model_path(&job.namespace, &job.batch, job.index);
         let mut file = match tokio::fs::File::open(&path).await {
