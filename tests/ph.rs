@@ -182,3 +182,18 @@ fn nonsense_settings_are_refused() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"), "{what}: {}", show(&out));
     }
 }
+
+/// Adaptive rho reaches the same answer on the farmer.
+#[test]
+fn adaptive_rho_converges_to_the_same_answer() {
+    let mut mesh = Mesh::new("phadapt");
+    mesh.start_worker(&["--slots", "2", "--no-python"]);
+    mesh.wait_for_workers(1);
+    let spec = examples().join("farmer/farmer.toml");
+    let out = mesh.run(&["ph", spec.to_str().unwrap(), "--rho-strategy", "adaptive", "--json", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json_of(&out);
+    assert_eq!(v["converged"], true, "{v}");
+    assert!(close(v["expected_cost"].as_f64().unwrap(), -108390.0, 1e-4), "{v}");
+    xbar_ok(&v);
+}

@@ -7,5 +7,5 @@ pub mod resident;
 pub mod run;
 pub mod spec;
 
-pub use run::{run, PhIteration, PhOptions, PhResult};
+pub use run::{run, PhIteration, PhOptions, PhResult, RhoStrategy};
 pub use spec::PhSpec;

@@ -19,11 +19,30 @@ use crate::model::{self, Sense};
 use crate::protocol::SolveRequest;
 use crate::protocol::{SolveOptions, Status};
 
+/// How ρ changes between iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RhoStrategy {
+    /// ρ stays what the spec and flags set.
+    Fixed,
+    /// Residual balancing (as in ADMM, Boyd et al. 2011, §3.4.1): every ρ doubles
+    /// when the scenarios disagree (primal residual) ten times more than x̄ moves
+    /// (dual residual), halves in the opposite case, and stays otherwise.
+    Adaptive,
+}
+
+/// Residual balancing: change ρ when one residual exceeds the other this many times…
+const BALANCE: f64 = 10.0;
+/// …by this factor.
+const RHO_STEP: f64 = 2.0;
+
 /// PH settings.
 #[derive(Debug, Clone)]
 pub struct PhOptions {
     /// Default ρ (the spec's `rho`, else this).
     pub rho: Option<f64>,
+    /// How ρ changes between iterations.
+    pub rho_strategy: RhoStrategy,
     /// Stop when the mean |x_s − x̄| falls below this.
     pub threshold: f64,
     /// Iteration cap.
@@ -42,6 +61,10 @@ impl Default for PhOptions {
     fn default() -> Self {
         PhOptions {
             rho: None,
+            // Measured on the scalable farmer (2 local workers): adaptive took 373
+            // iterations to fixed's 486 at 30 scenarios, but 134 to 106 at 3, and at
+            // 300 neither converged in 500; fixed stays the default for now.
+            rho_strategy: RhoStrategy::Fixed,
             threshold: 1e-4,
             max_iters: 300,
             bound_every: 10,
@@ -387,6 +410,27 @@ impl Driver<'_> {
         (0..self.n()).map(|i| x.iter().zip(&self.probs).map(|(xs, p)| p * xs[i]).sum()).collect()
     }
 
+    /// Residual balancing: the primal residual (how far the scenarios are from x̄)
+    /// against the dual one (how far x̄ moved, times ρ), over every variable.
+    fn balance_rho(&mut self, x: &[Vec<f64>], xbar: &[f64], previous: &[f64]) {
+        let n = self.n();
+        let primal = (0..n)
+            .map(|i| x.iter().zip(&self.probs).map(|(xs, p)| p * (xs[i] - xbar[i]).powi(2)).sum::<f64>())
+            .sum::<f64>()
+            .sqrt();
+        let dual = (0..n).map(|i| (self.rho[i] * (xbar[i] - previous[i])).powi(2)).sum::<f64>().sqrt();
+        let factor = if primal > BALANCE * dual {
+            RHO_STEP
+        } else if dual > BALANCE * primal {
+            1.0 / RHO_STEP
+        } else {
+            return;
+        };
+        for r in &mut self.rho {
+            *r = (*r * factor).clamp(1e-8, 1e8);
+        }
+    }
+
     /// Mean |x_s − x̄| over scenarios (weighted) and variables.
     fn conv(&self, x: &[Vec<f64>], xbar: &[f64]) -> f64 {
         if self.n() == 0 {
@@ -492,11 +536,14 @@ pub async fn run(
             d.objective(k, r)?;
             x[k] = r.x.clone();
         }
-        xbar = d.average(&x);
+        let previous = std::mem::replace(&mut xbar, d.average(&x));
         for (k, xs) in x.iter().enumerate() {
             for i in 0..n {
                 w[k][i] += d.rho[i] * (xs[i] - xbar[i]);
             }
+        }
+        if opts.rho_strategy == RhoStrategy::Adaptive {
+            d.balance_rho(&x, &xbar, &previous);
         }
         conv = d.conv(&x, &xbar);
         converged = conv < opts.threshold;

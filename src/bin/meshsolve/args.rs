@@ -204,6 +204,15 @@ pub(crate) enum Cmd {
     Bench(BenchArgs),
 }
 
+/// `--rho-strategy` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum RhoStrategyArg {
+    /// Keep rho as given.
+    Fixed,
+    /// Residual balancing.
+    Adaptive,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct PhArgs {
     /// The TOML spec, or a directory of scenario files.
@@ -214,6 +223,11 @@ pub(crate) struct PhArgs {
     /// Default penalty rho (the spec's `rho` otherwise, else 1).
     #[arg(long)]
     pub(crate) rho: Option<f64>,
+    /// How rho changes between iterations: `fixed` keeps it; `adaptive` balances how far
+    /// the scenarios disagree against how far x̄ moves (every rho doubles or halves),
+    /// which helps most with many scenarios.
+    #[arg(long, value_enum, default_value = "fixed")]
+    pub(crate) rho_strategy: RhoStrategyArg,
     /// Converged when the mean |x_s - xbar| falls below this.
     #[arg(long, default_value_t = 1e-4)]
     pub(crate) threshold: f64,

@@ -27,6 +27,10 @@ pub(crate) async fn ph(m: &MeshConfig, a: PhArgs) -> anyhow::Result<u8> {
     let spec = PhSpec::load(&a.spec, &a.first_stage)?;
     let opts = PhOptions {
         rho: a.rho,
+        rho_strategy: match a.rho_strategy {
+            crate::args::RhoStrategyArg::Fixed => ph::RhoStrategy::Fixed,
+            crate::args::RhoStrategyArg::Adaptive => ph::RhoStrategy::Adaptive,
+        },
         threshold: a.threshold,
         max_iters: a.max_iters,
         bound_every: a.bound_every,
