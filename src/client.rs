@@ -708,7 +708,16 @@ impl Mesh {
             .await
             .map_err(|e| fail(&e))?;
         let mut file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
-        tokio::io::copy(&mut file, &mut send).await.map_err(|e| fail(&e))?;
+        if let Err(e) = tokio::io::copy(&mut file, &mut send).await {
+            // The name server may have refused it mid-upload (its quota): its answer says why.
+            let answer =
+                tokio::time::timeout(Duration::from_secs(2), read_msg::<NsReply>(&mut recv, MAX_CONTROL))
+                    .await;
+            return Err(match answer {
+                Ok(Ok(Some(NsReply::Refused(m)))) => fail(&m),
+                _ => fail(&e),
+            });
+        }
         send.finish().map_err(|e| fail(&e))?;
         match read_msg::<NsReply>(&mut recv, MAX_CONTROL).await {
             Ok(Some(NsReply::Queued { index })) => Ok(index),

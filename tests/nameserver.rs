@@ -318,3 +318,76 @@ fn a_registration_that_never_answers_is_not_trusted() {
     assert_eq!(v.len(), 5);
     assert!(v.iter().all(|r| r["status"] == "optimal" && r["worker"] != "fake-1000-slots"), "{v:?}");
 }
+
+/// A namespace cannot fill the name server's disk: past its queue quota a
+/// submit is refused with a message that says so, and what was queued before
+/// still runs; a finished job's model is removed from the queue's disk.
+#[test]
+fn the_queue_quota_refuses_what_does_not_fit() {
+    let home = tempfile::tempdir().unwrap();
+    let ns = unique_ns("nsquota");
+    make_ca(home.path(), &ns);
+    let port = free_udp_port();
+    let log = home.path().join("ns.log");
+    let state = home.path().join("queue");
+    let _daemon = Proc(
+        Command::new(NS_EXE)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--namespace",
+                &ns,
+                "--queue-quota",
+                "1",
+            ])
+            .arg("--state-dir")
+            .arg(&state)
+            .env("MESHSOLVE_HOME", home.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("listening on") {
+        assert!(t.elapsed() < Duration::from_secs(10), "meshns did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Two models of 0.7 MB each: the second does not fit in 1 MiB.
+    let dir = home.path().join("batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let terms: Vec<String> = (0..40_000).map(|j| format!("x{j}")).collect();
+    let text =
+        format!("Minimize\n obj: {}\nSubject To\n c: {} >= 1\nEnd\n", terms.join(" + "), terms.join(" + "));
+    assert!(text.len() > 600_000 && text.len() < 1 << 20);
+    std::fs::write(dir.join("a.lp"), &text).unwrap();
+    std::fs::write(dir.join("b.lp"), &text).unwrap();
+    let out = client(home.path(), &ns, port).args(["--detach", dir.to_str().unwrap()]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(show(&out).contains("--queue-quota"), "{}", show(&out));
+    // The first model fitted and waits; once a worker solves it, its model leaves
+    // the queue's disk (the answer is kept).
+    assert_eq!(walk_models(&state).len(), 1);
+    let _w = start_worker(home.path(), &ns, port, &home.path().join("w.log"));
+    let t = Instant::now();
+    while !walk_models(&state).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(30), "solved models stay on the name server's disk");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn walk_models(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_models(&p));
+        } else if p.extension().is_some_and(|x| x == "model") {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -43,6 +43,13 @@ struct Opts {
     /// [default: HOME/.meshns-queue]; they survive a restart.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Bytes of queued models each namespace may keep here, in MiB [default: 10240]; a
+    /// submit past it is refused with a message saying so.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    queue_quota: Option<u64>,
+    /// How long a finished detached batch's results are kept (e.g. 7d, 12h).
+    #[arg(long, default_value = "7d", value_parser = cli::parse_duration)]
+    keep_results: Duration,
     /// Log level or filter (error, warn, info, debug); RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -83,6 +90,10 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         home,
         lease: opts.lease,
         state_dir,
+        queue_limits: nameserver::queue::QueueLimits {
+            quota: opts.queue_quota.map_or(nameserver::queue::QueueLimits::default().quota, |m| m << 20),
+            keep: opts.keep_results,
+        },
     };
     let shutdown = CancellationToken::new();
     let _signals = cli::on_signals(shutdown.clone(), "meshns");

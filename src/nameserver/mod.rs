@@ -92,6 +92,8 @@ pub struct NsConfig {
     pub lease: Duration,
     /// Where queued (`--detach`) jobs and their results are kept.
     pub state_dir: std::path::PathBuf,
+    /// How much the queue keeps per namespace, and for how long.
+    pub queue_limits: queue::QueueLimits,
 }
 
 /// The namespaces found under `home` (directories holding `ca.key`).
@@ -131,7 +133,7 @@ pub async fn run(
     let endpoint = quinn::Endpoint::server(server, cfg.bind)
         .map_err(|source| NsError::Bind { addr: cfg.bind, source })?;
     let local = endpoint.local_addr().map_err(|source| NsError::Bind { addr: cfg.bind, source })?;
-    let queue = queue::Queue::open(&cfg.state_dir)
+    let queue = queue::Queue::open(&cfg.state_dir, cfg.queue_limits)
         .map_err(|source| NsError::Queue { path: cfg.state_dir.clone(), source })?;
     info!(addr = %local, namespaces = ?cfg.namespaces, "name server ready");
     on_ready(local);
@@ -142,6 +144,17 @@ pub async fn run(
     {
         let reg = reg.clone();
         tasks.spawn(queue::run_dispatcher(queue.clone(), move || registered_workers(&reg), stop.clone()));
+    }
+    {
+        let (q, stop) = (queue.clone(), stop.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => q.expire(),
+                }
+            }
+        });
     }
     {
         let (reg, stop) = (reg.clone(), stop.clone());

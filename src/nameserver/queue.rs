@@ -48,6 +48,33 @@ pub enum QueueError {
     /// A lock was poisoned by a panic elsewhere.
     #[error("queue state is unavailable")]
     Poisoned,
+    /// The namespace's queued models would exceed its share of the name server's disk.
+    #[error("the name server keeps at most {quota} bytes of queued models per namespace; {used} are queued already (collect or wait for earlier batches; meshns --queue-quota raises it)")]
+    Quota {
+        /// Bytes queued now.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
+}
+
+/// How much the queue keeps, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Bytes of models waiting in the queue, per namespace.
+    pub quota: u64,
+    /// How long a finished batch's results are kept.
+    pub keep: std::time::Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits { quota: 10 << 30, keep: std::time::Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A job as kept on disk.
@@ -62,6 +89,9 @@ struct Job {
     error: Option<String>,
     worker: Option<String>,
     attempts: u32,
+    /// When it finished (Unix seconds): its batch expires `keep` after its last job.
+    #[serde(default)]
+    finished: Option<u64>,
 }
 
 /// A registered worker as the queue sees it.
@@ -119,6 +149,7 @@ impl State {
 pub struct Queue {
     dir: PathBuf,
     state: Mutex<State>,
+    limits: QueueLimits,
 }
 
 fn valid_batch(b: &str) -> bool {
@@ -152,7 +183,7 @@ impl Queue {
     ///
     /// # Errors
     /// When the directory cannot be created or read.
-    pub fn open(dir: &Path) -> std::io::Result<Arc<Self>> {
+    pub fn open(dir: &Path, limits: QueueLimits) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(dir)?;
         let mut jobs = Vec::new();
         for ns in std::fs::read_dir(dir)?.flatten() {
@@ -182,7 +213,7 @@ impl Queue {
             }
             state.jobs.entry(j.namespace.clone()).or_default().insert((j.batch.clone(), j.index), j);
         }
-        Ok(Arc::new(Queue { dir: dir.to_path_buf(), state: Mutex::new(state) }))
+        Ok(Arc::new(Queue { dir: dir.to_path_buf(), state: Mutex::new(state), limits }))
     }
 
     fn model_path(&self, namespace: &str, batch: &str, index: usize) -> PathBuf {
@@ -220,6 +251,15 @@ impl Queue {
         let index = {
             let mut st = self.state.lock().map_err(|_| QueueError::Poisoned)?;
             let jobs = st.jobs.entry(namespace.to_string()).or_default();
+            // Models still on disk: queued, running, or being uploaded.
+            let used: u64 = jobs
+                .values()
+                .filter(|j| j.finished.is_none() && !matches!(j.state, JobPhase::Done))
+                .map(|j| j.header.size)
+                .sum();
+            if used + header.size > self.limits.quota {
+                return Err(QueueError::Quota { used, quota: self.limits.quota });
+            }
             let index = jobs.range((batch.to_string(), 0)..=(batch.to_string(), usize::MAX)).count();
             let placeholder = Job {
                 namespace: namespace.into(),
@@ -231,6 +271,7 @@ impl Queue {
                 error: Some("upload in progress".into()),
                 worker: None,
                 attempts: 0,
+                finished: None,
             };
             jobs.insert((batch.to_string(), index), placeholder);
             index
@@ -241,6 +282,7 @@ impl Queue {
             let _ = std::fs::remove_file(self.model_path(namespace, batch, index));
             if let Some(j) = st.jobs.get_mut(namespace).and_then(|m| m.get_mut(&(batch.to_string(), index))) {
                 j.error = Some(format!("upload failed: {e}"));
+                j.finished = Some(unix_now());
                 let snapshot = j.clone();
                 drop(st);
                 self.save(&snapshot);
@@ -382,9 +424,40 @@ impl Queue {
             }
             JobState::Running { .. } | JobState::Cancelled => {}
         }
+        if matches!(j.state, JobPhase::Done | JobPhase::Failed) {
+            // The answer is kept; the model is not needed any more.
+            j.finished = Some(unix_now());
+            let _ = std::fs::remove_file(self.model_path(namespace, &j.batch, j.index));
+        }
         let snapshot = j.clone();
         drop(st);
         self.save(&snapshot);
+    }
+
+    /// Removes batches whose every job finished more than `keep` ago (their
+    /// results and files), so a name server's disk does not fill with old work.
+    pub fn expire(&self) {
+        let cutoff = unix_now().saturating_sub(self.limits.keep.as_secs());
+        let Ok(mut st) = self.state.lock() else { return };
+        let mut gone: Vec<(String, String)> = Vec::new();
+        for (ns, jobs) in &st.jobs {
+            let mut batches: BTreeMap<&str, bool> = BTreeMap::new();
+            for ((batch, _), j) in jobs {
+                let old = j.finished.is_some_and(|t| t <= cutoff);
+                let e = batches.entry(batch.as_str()).or_insert(true);
+                *e &= old;
+            }
+            gone.extend(
+                batches.into_iter().filter(|(_, old)| *old).map(|(b, _)| (ns.clone(), b.to_string())),
+            );
+        }
+        for (ns, batch) in &gone {
+            if let Some(jobs) = st.jobs.get_mut(ns) {
+                jobs.retain(|(b, _), _| b != batch);
+            }
+            let _ = std::fs::remove_dir_all(self.dir.join(ns).join(batch));
+            info!(namespace = %ns, %batch, "finished batch expired");
+        }
     }
 
     /// Sends one job to a worker over its connection and waits for the answer.
@@ -453,4 +526,47 @@ pub async fn run_dispatcher(
         }
     }
     runs.shutdown().await;
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn finished_batches_expire_and_open_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = SolveRequest {
+            name: "m".into(),
+            format: crate::model::Format::Lp,
+            gzip: false,
+            size: 10,
+            solver: None,
+            options: Default::default(),
+        };
+        for (batch, finished) in [("old", Some(1)), ("open", None)] {
+            let job = Job {
+                namespace: "ns".into(),
+                batch: batch.into(),
+                index: 0,
+                header: header.clone(),
+                state: if finished.is_some() { JobPhase::Done } else { JobPhase::Queued },
+                solution: None,
+                error: None,
+                worker: None,
+                attempts: 1,
+                finished,
+            };
+            let d = dir.path().join("ns").join(batch);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("0.json"), serde_json::to_vec(&job).unwrap()).unwrap();
+        }
+        let q =
+            Queue::open(dir.path(), QueueLimits { quota: 1 << 20, keep: std::time::Duration::from_secs(60) })
+                .unwrap();
+        q.expire();
+        assert!(!dir.path().join("ns/old").exists(), "a batch finished long ago is removed");
+        assert!(dir.path().join("ns/open").exists(), "a batch still queued stays");
+        assert!(q.collect("ns", "old").is_empty());
+        assert_eq!(q.collect("ns", "open").len(), 1);
+    }
 }
