@@ -726,6 +726,35 @@ impl Mesh {
         }
     }
 
+    /// The detached batches of this namespace on the name server.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when no name server is set or it does not answer.
+    pub async fn batches(&self) -> Result<Vec<crate::protocol::BatchSummary>, ClientError> {
+        let addr = self.name_server_addr().await?;
+        let conn = self.ns_connection(addr).await?;
+        match registry::call(&conn, &Request::Batches).await {
+            Ok(NsReply::Batches(b)) => Ok(b),
+            Ok(other) => Err(ClientError::Connect(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(ClientError::Connect(format!("name server {addr}: {e}"))),
+        }
+    }
+
+    /// Forgets a detached batch on the name server; how many jobs it had.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when no name server is set, it does not answer, or has no such batch.
+    pub async fn delete_batch(&self, batch: &str) -> Result<usize, ClientError> {
+        let addr = self.name_server_addr().await?;
+        let conn = self.ns_connection(addr).await?;
+        match registry::call(&conn, &Request::DeleteBatch { batch: batch.to_string() }).await {
+            Ok(NsReply::Deleted(n)) => Ok(n),
+            Ok(NsReply::Refused(m)) => Err(ClientError::Connect(m)),
+            Ok(other) => Err(ClientError::Connect(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(ClientError::Connect(format!("name server {addr}: {e}"))),
+        }
+    }
+
     /// The jobs of a detached batch, as the name server holds them.
     ///
     /// # Errors

@@ -391,3 +391,35 @@ fn walk_models(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `meshsolve batches` lists a namespace's detached batches; `--delete` forgets
+/// one (its queued jobs never run, its files go).
+#[test]
+fn batches_are_listed_and_deleted() {
+    let home = tempfile::tempdir().unwrap();
+    let ns = unique_ns("nsbatches");
+    make_ca(home.path(), &ns);
+    let port = free_udp_port();
+    let _daemon = start_ns(home.path(), port, &[&ns], &home.path().join("ns.log"));
+    let dir = home.path().join("batch");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..2 {
+        std::fs::copy(examples().join("knapsack.lp"), dir.join(format!("k{i}.lp"))).unwrap();
+    }
+    let out = client(home.path(), &ns, port).args(["--detach", dir.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let batch = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = client(home.path(), &ns, port).args(["batches", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!((v[0]["batch"].as_str(), v[0]["queued"].as_u64()), (Some(batch.as_str()), Some(2)), "{v:?}");
+    let out = client(home.path(), &ns, port).args(["batches", "--delete", &batch]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 job(s)"), "{}", show(&out));
+    let out = client(home.path(), &ns, port).args(["batches"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no detached batches"), "{}", show(&out));
+    // Deleting it again says there is no such batch.
+    let out = client(home.path(), &ns, port).args(["batches", "--delete", &batch]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+}

@@ -409,6 +409,14 @@ impl Peer {
                 }
             }
             Request::Collect { batch } => NsReply::Batch(self.queue.collect(&self.ns, &batch)),
+            Request::Batches => NsReply::Batches(self.queue.batches(&self.ns)),
+            Request::DeleteBatch { batch } => match self.queue.delete(&self.ns, &batch) {
+                0 => NsReply::Refused(format!("no batch `{batch}` in namespace `{}`", self.ns)),
+                n => {
+                    info!(%batch, jobs = n, "batch deleted by its namespace");
+                    NsReply::Deleted(n)
+                }
+            },
             other => NsReply::Refused(format!("a name server does not answer {}", request_name(&other))),
         };
         let _ = write_msg(&mut send, &reply).await;

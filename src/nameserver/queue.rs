@@ -434,6 +434,54 @@ impl Queue {
         self.save(&snapshot);
     }
 
+    /// The namespace's batches, in id order.
+    pub fn batches(&self, namespace: &str) -> Vec<crate::protocol::BatchSummary> {
+        let Ok(st) = self.state.lock() else { return Vec::new() };
+        let mut out: BTreeMap<String, crate::protocol::BatchSummary> = BTreeMap::new();
+        for ((batch, _), j) in st.jobs.get(namespace).into_iter().flatten() {
+            let b = out.entry(batch.clone()).or_insert_with(|| crate::protocol::BatchSummary {
+                batch: batch.clone(),
+                queued: 0,
+                running: 0,
+                done: 0,
+                failed: 0,
+                bytes: 0,
+            });
+            match j.state {
+                JobPhase::Queued => b.queued += 1,
+                JobPhase::Running => b.running += 1,
+                JobPhase::Done => b.done += 1,
+                JobPhase::Failed => b.failed += 1,
+            }
+            if j.finished.is_none() {
+                b.bytes += j.header.size;
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// Forgets a batch: its queued jobs will not run (running ones finish but
+    /// are not kept), its files go. Returns how many jobs it had.
+    pub fn delete(&self, namespace: &str, batch: &str) -> usize {
+        let Ok(mut st) = self.state.lock() else { return 0 };
+        let State { jobs, lanes } = &mut *st;
+        let Some(jobs) = jobs.get_mut(namespace) else { return 0 };
+        let before = jobs.len();
+        jobs.retain(|(b, _), _| b != batch);
+        let n = before - jobs.len();
+        if let Some(lane) = lanes.get_mut(namespace) {
+            for (id, (b, _)) in lane.keys.iter().enumerate() {
+                if b == batch {
+                    lane.sched.cancel(id);
+                }
+            }
+        }
+        if valid_batch(batch) {
+            let _ = std::fs::remove_dir_all(self.dir.join(namespace).join(batch));
+        }
+        n
+    }
+
     /// Removes batches whose every job finished more than `keep` ago (their
     /// results and files), so a name server's disk does not fill with old work.
     pub fn expire(&self) {

@@ -48,6 +48,13 @@ pub enum Request {
         /// Batch id.
         batch: String,
     },
+    /// Name server: the caller's namespace's detached batches.
+    Batches,
+    /// Name server: forget a batch (its queued jobs are not run; its results go).
+    DeleteBatch {
+        /// Batch id.
+        batch: String,
+    },
     /// Read and discard `size` bytes that follow the frame, then answer
     /// [`Response::Received`]: raw stream throughput, for `meshsolve bench`.
     Discard {
@@ -365,6 +372,27 @@ pub enum NsReply {
     },
     /// A batch's jobs, in submission order.
     Batch(Vec<QueuedJob>),
+    /// The namespace's batches.
+    Batches(Vec<BatchSummary>),
+    /// A batch was forgotten: how many of its jobs.
+    Deleted(usize),
+}
+
+/// One detached batch, as `meshsolve batches` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchSummary {
+    /// Batch id.
+    pub batch: String,
+    /// Jobs waiting, running, solved and failed.
+    pub queued: usize,
+    /// Running now.
+    pub running: usize,
+    /// Solved.
+    pub done: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Bytes of its models still on the name server's disk.
+    pub bytes: u64,
 }
 
 /// Where a job of a detached batch stands.

@@ -436,7 +436,9 @@ async fn handle_stream(
         | Request::List
         | Request::Relay { .. }
         | Request::Submit { .. }
-        | Request::Collect { .. } => {
+        | Request::Collect { .. }
+        | Request::Batches
+        | Request::DeleteBatch { .. } => {
             let msg = "this is a meshworker, not a name server (meshns)";
             write_msg(&mut send, &crate::protocol::NsReply::Refused(msg.into())).await?;
         }

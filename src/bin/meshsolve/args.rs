@@ -181,6 +181,16 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// List your namespace's detached batches on the name server (jobs queued, running,
+    /// solved, failed; bytes still held), or delete one with --delete BATCH.
+    Batches {
+        /// Forget this batch: its queued jobs do not run, its results go.
+        #[arg(long, value_name = "BATCH")]
+        delete: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read and check models without solving them: the reader's errors, or a one-line
     /// summary of each (rows, columns, integers, nonzeros). Exit 1 if any is bad.
     Check {

@@ -32,6 +32,41 @@ pub(crate) async fn detach(m: &MeshConfig, models: &[PathBuf], opts: &JobOptions
     Ok(0)
 }
 
+/// `meshsolve batches [--delete BATCH]`.
+pub(crate) async fn batches(m: &MeshConfig, delete: Option<&str>, json: bool) -> anyhow::Result<u8> {
+    let mut cfg = m.client.clone();
+    cfg.mdns = false;
+    let mesh = Mesh::connect(cfg).await?;
+    let done = async {
+        if let Some(b) = delete {
+            let n = mesh.delete_batch(b).await?;
+            crate::cli::stdout_line(format_args!("deleted batch {b} ({n} job(s))"));
+            return anyhow::Ok(0u8);
+        }
+        let list = mesh.batches().await?;
+        if json {
+            crate::cli::stdout_line(format_args!("{}", serde_json::to_string_pretty(&list)?));
+        } else if list.is_empty() {
+            crate::cli::stdout_line(format_args!("no detached batches in namespace `{}`", mesh.namespace()));
+        } else {
+            crate::cli::stdout_line(format_args!(
+                "{:<28} {:>7} {:>7} {:>7} {:>7} {:>12}",
+                "batch", "queued", "running", "solved", "failed", "bytes held"
+            ));
+            for b in &list {
+                crate::cli::stdout_line(format_args!(
+                    "{:<28} {:>7} {:>7} {:>7} {:>7} {:>12}",
+                    b.batch, b.queued, b.running, b.done, b.failed, b.bytes
+                ));
+            }
+        }
+        Ok(0)
+    }
+    .await;
+    mesh.close().await;
+    done
+}
+
 pub(crate) async fn collect(
     m: &MeshConfig,
     batch: &str,

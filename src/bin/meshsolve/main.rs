@@ -90,6 +90,7 @@ async fn run(opts: Opts) -> anyhow::Result<u8> {
         Some(Cmd::Collect { batch, until_done, json, out }) => {
             detached::collect(m, &batch, until_done, json, out).await
         }
+        Some(Cmd::Batches { delete, json }) => detached::batches(m, delete.as_deref(), json).await,
         Some(Cmd::Bench(b)) => bench::command(m, b).await,
         Some(Cmd::Ph(p)) => ph_cmd::ph(m, p).await,
         None => solve::solve(m, &opts.solve.config()?).await,
