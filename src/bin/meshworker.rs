@@ -73,6 +73,13 @@ struct Opts {
     /// waits for a free seat (its client is told so).
     #[arg(long = "licence-pool", alias = "license-pool", value_name = "SOLVER=SERVER/SEATS", value_parser = parse_pool)]
     pools: Vec<meshsolve::protocol::PoolInfo>,
+    /// Largest model accepted, in MiB [default: 4096].
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    max_model: Option<u64>,
+    /// Where models in transit are kept [default: $TMPDIR, else /tmp]; the worker makes a
+    /// private directory in it and removes it on exit.
+    #[arg(long, value_name = "DIR")]
+    temp_dir: Option<PathBuf>,
     /// Disk space for models in transit or waiting here, in MiB [default: 8192]: an upload
     /// waits for room, and a model larger than this is refused.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
@@ -218,7 +225,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         grace: opts.grace,
         idle_exit: opts.idle_exit,
         solver_exe: std::env::current_exe().context("cannot find my own executable")?,
-        max_model: worker::DEFAULT_MAX_MODEL,
+        max_model: opts.max_model.map_or(worker::DEFAULT_MAX_MODEL, |m| m << 20),
+        temp_dir: opts.temp_dir.unwrap_or_else(std::env::temp_dir),
         disk_budget: opts.disk_budget.map_or(worker::DEFAULT_DISK_BUDGET, |m| m << 20),
         solver_memory: opts.solver_memory.map(|m| m << 20),
         max_time_limit: opts.max_time_limit,

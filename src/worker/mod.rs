@@ -74,6 +74,8 @@ pub struct WorkerConfig {
     pub solver_exe: PathBuf,
     /// Largest model accepted, bytes.
     pub max_model: u64,
+    /// Where models in transit are kept (a private directory is made in it).
+    pub temp_dir: PathBuf,
     /// Bytes of models in transit or waiting on disk at once: an upload waits
     /// for room (many clients at a one-slot worker must not fill its disk).
     pub disk_budget: u64,
@@ -161,8 +163,8 @@ pub async fn run(
     endpoint.set_default_client_config(crate::transport::client_config(&id)?);
     let local =
         endpoint.local_addr().map_err(|source| WorkerError::Io { what: "local address".into(), source })?;
-    remove_stale_temp_dirs();
-    let tmp = std::env::temp_dir().join(format!("meshworker-{}-{}", std::process::id(), local.port()));
+    remove_stale_temp_dirs(&cfg.temp_dir);
+    let tmp = cfg.temp_dir.join(format!("meshworker-{}-{}", std::process::id(), local.port()));
     {
         use std::os::unix::fs::DirBuilderExt;
         // Models in transit are readable by this user only.
@@ -244,8 +246,8 @@ pub async fn run(
 
 /// Removes the temporary directories of workers that died without cleaning up
 /// (SIGKILL): `meshworker-PID-PORT` of this user whose process is gone.
-fn remove_stale_temp_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+fn remove_stale_temp_dirs(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
     let me = nix::unistd::getuid().as_raw();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
