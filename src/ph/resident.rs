@@ -21,7 +21,13 @@ pub struct ResidentScenario {
     pub quadratic: bool,
     /// Bytes sent on this stream so far.
     pub bytes: u64,
+    /// Its slowest step so far: a step 20 times slower (and over a minute) means
+    /// the worker is stuck, and the scenario moves elsewhere.
+    slowest: std::time::Duration,
 }
+
+/// A step gets at least this long before its worker counts as stuck.
+const STEP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl ResidentScenario {
     /// Loads a scenario on a worker and keeps it resident there (progressive hedging).
@@ -56,6 +62,7 @@ impl ResidentScenario {
                 worker: ad.instance.clone(),
                 quadratic,
                 bytes: header.size,
+                slowest: std::time::Duration::ZERO,
             }),
             Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
                 Err(JobFailure::Rejected(message))
@@ -80,7 +87,19 @@ impl ResidentScenario {
             None => JobFailure::Retry(format!("stream failed: {e}")),
         };
         self.send.write_all(&frame).await.map_err(|e| lost(&e))?;
-        match read_msg::<Response>(&mut self.recv, MAX_RESPONSE).await {
+        let patience = (self.slowest * 20).max(STEP_PATIENCE);
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(patience, read_msg::<Response>(&mut self.recv, MAX_RESPONSE)).await;
+        let Ok(answer) = answer else {
+            return Err(JobFailure::Lost(format!(
+                "worker {} gave no answer to a step in {:.0} s (its slowest so far took {:.1} s)",
+                self.worker,
+                patience.as_secs_f64(),
+                self.slowest.as_secs_f64()
+            )));
+        };
+        self.slowest = self.slowest.max(started.elapsed());
+        match answer {
             Ok(Some(Response::Step(r))) => Ok(r),
             Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
                 Err(JobFailure::Rejected(message))
