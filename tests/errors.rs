@@ -259,14 +259,8 @@ fn a_full_disk_on_a_worker_is_named() {
     let mut mesh = Mesh::new("diskfull");
     mesh.start_worker_env(&["--slots", "1", "--no-python"], &[("TMPDIR", tmp.path())]);
     mesh.wait_for_workers(1);
-    let n = 20_000;
-    let terms: Vec<String> = (0..n).map(|j| format!("x{j}")).collect();
     let big = mesh.home_path().join("big.lp");
-    std::fs::write(
-        &big,
-        format!("Minimize\n obj: {}\nSubject To\n c: {} >= 1\nEnd\n", terms.join(" + "), terms.join(" + ")),
-    )
-    .unwrap();
+    std::fs::write(&big, wide_lp(20_000)).unwrap();
     let out = mesh.run(&["--json", "--wait", "3s", big.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = json_of(&out)["error"].as_str().unwrap().to_string();
@@ -280,14 +274,8 @@ fn the_disk_budget_bounds_what_a_worker_takes() {
     let mut mesh = Mesh::new("diskbudget");
     mesh.start_worker(&["--slots", "1", "--no-python", "--disk-budget", "1"]);
     mesh.wait_for_workers(1);
-    let n = 120_000;
-    let terms: Vec<String> = (0..n).map(|j| format!("x{j}")).collect();
     let big = mesh.home_path().join("big.lp");
-    std::fs::write(
-        &big,
-        format!("Minimize\n obj: {}\nSubject To\n c: {} >= 1\nEnd\n", terms.join(" + "), terms.join(" + ")),
-    )
-    .unwrap();
+    std::fs::write(&big, wide_lp(120_000)).unwrap();
     assert!(std::fs::metadata(&big).unwrap().len() > 1 << 20);
     let out = mesh.run(&["--json", big.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));

@@ -359,9 +359,7 @@ fn the_queue_quota_refuses_what_does_not_fit() {
     // Two models of 0.7 MB each: the second does not fit in 1 MiB.
     let dir = home.path().join("batch");
     std::fs::create_dir_all(&dir).unwrap();
-    let terms: Vec<String> = (0..40_000).map(|j| format!("x{j}")).collect();
-    let text =
-        format!("Minimize\n obj: {}\nSubject To\n c: {} >= 1\nEnd\n", terms.join(" + "), terms.join(" + "));
+    let text = wide_lp(40_000);
     assert!(text.len() > 600_000 && text.len() < 1 << 20);
     std::fs::write(dir.join("a.lp"), &text).unwrap();
     std::fs::write(dir.join("b.lp"), &text).unwrap();

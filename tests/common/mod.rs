@@ -274,3 +274,10 @@ pub fn prerequisite_missing(what: &str) {
 pub fn which(name: &str) -> Option<PathBuf> {
     meshsolve::solver::found::which(name)
 }
+
+/// A valid LP of `n` columns and one row over all of them (about 18 bytes per
+/// column): a model of a chosen size for limits and disks.
+pub fn wide_lp(n: usize) -> String {
+    let terms: Vec<String> = (0..n).map(|j| format!("x{j}")).collect();
+    format!("Minimize\n obj: {}\nSubject To\n c: {} >= 1\nEnd\n", terms.join(" + "), terms.join(" + "))
+}
