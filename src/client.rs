@@ -537,6 +537,23 @@ impl Mesh {
         self.control(ad, &Request::Shutdown, "shutdown request").await
     }
 
+    /// The jobs a worker runs and waits for (with `all`, also its last finished ones).
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when the worker cannot be reached or does not answer in 5 s.
+    pub async fn jobs(&self, ad: &WorkerAd, all: bool) -> Result<crate::protocol::WorkerJobs, ClientError> {
+        self.control(ad, &Request::Jobs { all }, "job list request").await
+    }
+
+    /// Cancels job `id` on a worker; whether the worker had it.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when the worker cannot be reached or does not answer in 5 s.
+    pub async fn kill(&self, ad: &WorkerAd, id: u64) -> Result<bool, ClientError> {
+        let ack: crate::protocol::KillAck = self.control(ad, &Request::Kill { id }, "kill request").await?;
+        Ok(ack.found)
+    }
+
     /// One control request (no payload) and its one-frame answer, within 5 s.
     async fn control<T: serde::de::DeserializeOwned>(
         &self,

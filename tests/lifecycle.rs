@@ -282,3 +282,51 @@ fn a_worker_whose_log_reader_went_away_still_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `meshsolve ps` shows a running job (worker, model, client); `meshsolve kill`
+/// cancels it, its client hears so at once, no solver process is left, and
+/// `ps --all` shows it finished.
+#[test]
+fn ps_lists_and_kill_cancels_a_running_job() {
+    let mut mesh = Mesh::new("ps");
+    let pid = mesh.start_worker(&["--slots", "1", "--no-python", "--solvers", "microlp"]).pid();
+    mesh.wait_for_workers(1);
+    let hard = hard_model(mesh.home_path());
+    let mut job = mesh.spawn(&["--json", hard.to_str().unwrap()]);
+    let t = std::time::Instant::now();
+    let listed = loop {
+        let out = mesh.run(&["ps", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        if v.iter().any(|j| j["phase"] == "running") {
+            break v;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "the job never showed as running: {v:?}");
+    };
+    let j = &listed[0];
+    assert_eq!(j["model"], "marketsplit", "{j}");
+    assert!(j["client"].as_str().unwrap().starts_with("127.0.0.1:"), "{j}");
+    let name = j["job"].as_str().unwrap().to_string();
+    let out = mesh.run(&["kill", &name]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    // The client hears of it: the job is not retried into a hang.
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "the killed job's client still waits");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_ne!(status.code(), Some(0));
+    wait_until(10, "no solver process left", || children_of(pid).is_empty());
+    let out = mesh.run(&["ps", "--all", "--json"]);
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.iter().any(|j| j["job"] == name.as_str() && j["phase"] == "failed"), "{v:?}");
+    // A job that does not exist, and a malformed name.
+    assert_eq!(
+        mesh.run(&["kill", &format!("{}:999999", j["worker"].as_str().unwrap())]).status.code(),
+        Some(1)
+    );
+    assert_eq!(mesh.run(&["kill", "nonsense"]).status.code(), Some(2));
+}

@@ -61,6 +61,16 @@ pub enum Request {
         /// Bytes that follow.
         size: u64,
     },
+    /// The jobs a worker runs (and, with `all`, the last ones it finished): `meshsolve ps`.
+    Jobs {
+        /// Also the recently finished ones.
+        all: bool,
+    },
+    /// Cancel job `id` on this worker (its solver process is killed): `meshsolve kill`.
+    Kill {
+        /// The worker's job id, as `meshsolve ps` shows it.
+        id: u64,
+    },
     /// Worker to the keeper of a licence pool: one seat, held until this stream
     /// ends (the holder finishes it, or its connection dies). Answered by
     /// [`Response::Lease`] frames.
@@ -431,6 +441,42 @@ pub struct QueuedJob {
     pub worker: Option<String>,
     /// Runs so far.
     pub attempts: u32,
+}
+
+/// One job as `meshsolve ps` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The worker's job id.
+    pub id: u64,
+    /// Model name.
+    pub model: String,
+    /// Solver (name and version).
+    pub solver: String,
+    /// Who sent it (the client's address).
+    pub client: String,
+    /// Waiting (upload, slot, licence), running, or finished.
+    pub phase: JobPhase,
+    /// Seconds since it arrived (running) or that it took (finished).
+    pub seconds: f64,
+    /// How it ended, for a finished one (`optimal`, `cancelled`, the failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// Reply to [`Request::Jobs`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerJobs {
+    /// Worker instance name.
+    pub name: String,
+    /// Running and waiting jobs, then (with `all`) the last finished ones, newest first.
+    pub jobs: Vec<JobView>,
+}
+
+/// Reply to [`Request::Kill`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KillAck {
+    /// Whether a job with that id was running or waiting here.
+    pub found: bool,
 }
 
 /// Reply to [`Request::Shutdown`].

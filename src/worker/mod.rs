@@ -17,14 +17,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
+mod board;
 mod pools;
 mod registration;
 
 use crate::certs::{NamespaceCa, WORKER_NAME};
 use crate::discovery::{Discovery, WorkerAd};
 use crate::protocol::{
-    read_msg, write_msg, FailKind, FrameError, Request, Response, ShutdownAck, SolveRequest, SolverInfo,
-    WorkerStatus, MAX_CONTROL,
+    read_msg, write_msg, FailKind, FrameError, KillAck, Request, Response, ShutdownAck, SolveRequest,
+    SolverInfo, WorkerJobs, WorkerStatus, MAX_CONTROL,
 };
 use crate::solver::process::{self, ChildRequest, RunError};
 use crate::solver::Available;
@@ -103,6 +104,8 @@ struct Shared {
     handshake_log: crate::transport::LogBudget,
     /// The disk budget for models, in MiB.
     disk: Arc<Semaphore>,
+    /// Jobs running, waiting and lately finished (`meshsolve ps`, `kill`).
+    board: board::Board,
     slots: Arc<Semaphore>,
     /// Resident hosts for progressive hedging, at most one per slot.
     hosts: tokio::sync::Mutex<Vec<Arc<process::ResidentHost>>>,
@@ -215,6 +218,7 @@ pub async fn run(
         discovery: discovery.clone(),
         ad: std::sync::Mutex::new(ad.clone()),
         handshake_log: crate::transport::LogBudget::new(5),
+        board: board::Board::default(),
         disk: Arc::new(Semaphore::new((cfg.disk_budget >> 20).clamp(1, u64::from(u32::MAX >> 3)) as usize)),
         pools: pools::Pools::new(cfg.instance.clone(), ad.since, cfg.pools.clone(), endpoint.clone()),
         cfg,
@@ -375,8 +379,9 @@ async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>, tracker
             }
         };
         let shared = shared.clone();
+        let client = conn.remote_address().to_string();
         tracker.spawn(async move {
-            if let Err(e) = handle_stream(send, recv, &shared).await {
+            if let Err(e) = handle_stream(send, recv, &shared, &client).await {
                 debug!("stream failed: {e}");
             }
         });
@@ -387,6 +392,7 @@ async fn handle_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     shared: &Shared,
+    client: &str,
 ) -> Result<(), FrameError> {
     // A peer that opens a stream and then says nothing costs a task for 10 s, not forever.
     let first = tokio::time::timeout(FIRST_FRAME_DEADLINE, read_msg(&mut recv, MAX_CONTROL)).await;
@@ -457,8 +463,19 @@ async fn handle_stream(
             write_msg(&mut send, &Response::Received(n)).await?;
         }
         Request::Solve(req) => {
-            let reply = solve(req, &mut send, &mut recv, shared).await;
+            let reply = solve(req, &mut send, &mut recv, shared, client).await;
             write_msg(&mut send, &reply).await?;
+        }
+        Request::Jobs { all } => {
+            let jobs = WorkerJobs { name: shared.cfg.instance.clone(), jobs: shared.board.snapshot(all) };
+            write_msg(&mut send, &jobs).await?;
+        }
+        Request::Kill { id } => {
+            let found = shared.board.kill(id);
+            if found {
+                info!(job = id, "cancelled by a client of this namespace (meshsolve kill)");
+            }
+            write_msg(&mut send, &KillAck { found }).await?;
         }
     }
     let _ = send.finish();
@@ -679,6 +696,7 @@ async fn solve(
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     shared: &Shared,
+    client: &str,
 ) -> Response {
     let solver = match admit(&req, shared) {
         Ok(s) => s,
@@ -687,7 +705,9 @@ async fn solve(
     let solver_name = solver.kind.to_string();
     let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("job", id = job, model = %req.name);
-    async {
+    let cancel = shared.jobs.child_token();
+    shared.board.arrived(job, &req.name, &solver.label(), client, cancel.clone());
+    let reply = async {
         // Room on disk first: the upload waits while others' models fill the budget.
         let mib = (req.size >> 20).max(1).min(u64::from(u32::MAX)) as u32;
         let room = tokio::select! {
@@ -716,7 +736,7 @@ async fn solve(
             return failed(FailKind::Cancelled, "client went away");
         }
         info!(solver = %solver.label(), "solving");
-        let cancel = shared.jobs.child_token();
+        shared.board.running(job);
         let child = ChildRequest {
             model_path: path.clone(),
             format: req.format,
@@ -780,6 +800,11 @@ async fn solve(
                 info!("rejected: {m}");
                 failed(FailKind::Rejected, m)
             }
+            Err(RunError::Cancelled) if shared.board.killed(job) => {
+                info!("cancelled with meshsolve kill");
+                // Final: the user stopped it; its client must not run it again.
+                failed(FailKind::Rejected, "cancelled with `meshsolve kill`")
+            }
             Err(RunError::Cancelled) => {
                 info!("cancelled");
                 failed(FailKind::Cancelled, "solve cancelled")
@@ -800,7 +825,14 @@ async fn solve(
         }
     }
     .instrument(span)
-    .await
+    .await;
+    let (ok, outcome) = match &reply {
+        Response::Done(sol) => (true, sol.status.to_string()),
+        Response::Failed { message, .. } => (false, message.clone()),
+        _ => (false, "ended".to_string()),
+    };
+    shared.board.ended(job, ok, outcome);
+    reply
 }
 
 /// Serves a resident scenario: loads it into a long-lived solver process, then

@@ -181,6 +181,22 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// The jobs running and waiting on your namespace's workers: worker, job id, model,
+    /// solver, client, seconds. --all adds the last ones each worker finished.
+    Ps {
+        /// Also the recently finished jobs.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job on a worker, named WORKER:ID as `meshsolve ps` shows it; its solver
+    /// process is killed and its client gets "cancelled".
+    Kill {
+        /// WORKER:ID
+        job: String,
+    },
     /// List your namespace's detached batches on the name server (jobs queued, running,
     /// solved, failed; bytes still held), or delete one with --delete BATCH.
     Batches {

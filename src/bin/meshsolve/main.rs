@@ -90,6 +90,8 @@ async fn run(opts: Opts) -> anyhow::Result<u8> {
         Some(Cmd::Collect { batch, until_done, json, out }) => {
             detached::collect(m, &batch, until_done, json, out).await
         }
+        Some(Cmd::Ps { all, json }) => workers::ps(m, all, json).await,
+        Some(Cmd::Kill { job }) => workers::kill(m, &job).await,
         Some(Cmd::Batches { delete, json }) => detached::batches(m, delete.as_deref(), json).await,
         Some(Cmd::Bench(b)) => bench::command(m, b).await,
         Some(Cmd::Ph(p)) => ph_cmd::ph(m, p).await,
