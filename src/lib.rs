@@ -23,7 +23,7 @@
 //! | 2 | `transport` | QUIC endpoints and TLS configs for workers, clients and name servers |
 //! | 2 | `solver` | the `Solver` trait, the back-ends (built in, command-line, Python), which ones this box has, proximal subproblems, the child-process runner |
 //! | 3 | `discovery` | the `Discovery` trait, mDNS, the name-server lookup, remembered workers, the fan-out that merges them |
-//! | 4 | `worker` | the worker service: accept, admit, run solves in children, resident scenarios, register |
+//! | 4 | `worker` | the worker service: accept, admit, run solves in children, resident scenarios, register, licence pools, the job board |
 //! | 4 | `client` | `Mesh`: the workers of a namespace, connections and relays, one request each |
 //! | 4 | `nameserver` | the `meshns` service: leases, relay, the detached-job queue |
 //! | 5 | `dispatch` | `Queue`: jobs over the mesh with retries, progress events, `wait_any`/`wait_all` |
