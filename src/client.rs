@@ -944,6 +944,27 @@ async fn dial(
     Err(last.unwrap_or_else(|| ClientError::Connect(format!("worker {} could not be reached", ad.instance))))
 }
 
+/// The connection to the worker of `ad` if it still serves: it answers a status
+/// request (within about a second) over a connection that proves the namespace
+/// CA, and is not draining.
+async fn serving(
+    endpoint: &quinn::Endpoint,
+    conns: &ConnCache,
+    namespace: &str,
+    ad: &WorkerAd,
+) -> Option<quinn::Connection> {
+    let patience = Duration::from_secs(1);
+    let ask = async {
+        let (conn, _) = dial(endpoint, conns, namespace, ad, patience).await.ok()?;
+        let (mut send, mut recv) = conn.open_bi().await.ok()?;
+        write_msg(&mut send, &Request::Status).await.ok()?;
+        send.finish().ok()?;
+        let st = read_msg::<WorkerStatus>(&mut recv, MAX_CONTROL).await.ok()??;
+        (st.name == ad.instance && !st.draining).then_some(conn)
+    };
+    tokio::time::timeout(patience * 2, ask).await.ok().flatten()
+}
+
 /// Open connections by address. Concurrent callers for the same address wait for
 /// one handshake and share its connection, instead of racing several.
 #[derive(Default)]
@@ -1051,14 +1072,26 @@ impl Tracker {
         changed
     }
 
+    /// Forgets a worker that left.
+    fn drop_worker(workers: &Mutex<HashMap<String, WorkerAd>>, peers: &Path, instance: &str) {
+        debug!(%instance, "worker down");
+        if let Ok(mut w) = workers.lock() {
+            w.remove(instance);
+        }
+        cache::forget(peers, instance);
+    }
+
     async fn run(self, mut rx: mpsc::UnboundedReceiver<DiscoveryEvent>) {
         let mut seen_foreign = std::collections::HashSet::new();
         // Handshakes with new adverts' workers; aborted with the tracker.
         let mut proofs = tokio::task::JoinSet::new();
         let mut proving: HashMap<String, Vec<SocketAddr>> = HashMap::new();
+        // Checks that a worker said goodbye itself; aborted with the tracker.
+        let mut goodbyes = tokio::task::JoinSet::new();
         loop {
             let ev = tokio::select! {
                 ev = rx.recv() => match ev { Some(ev) => ev, None => break },
+                Some(_) = goodbyes.join_next(), if !goodbyes.is_empty() => continue,
                 Some(done) = proofs.join_next(), if !proofs.is_empty() => {
                     if let Ok(instance) = done {
                         proving.remove(&instance);
@@ -1084,8 +1117,11 @@ impl Tracker {
                     // A worker is used once a mutual TLS handshake has proved it holds
                     // the namespace CA's certificate (that connection then carries its
                     // first job). Adverts through a name server were proved by it.
-                    let known = self.workers.lock().is_ok_and(|w| w.contains_key(&ad.instance))
-                        && !self.lost.lock().is_ok_and(|l| l.contains_key(&ad.instance));
+                    // A known worker's new advert is taken as it comes, unless it adds
+                    // addresses (which anyone could send under its name).
+                    let known = self.workers.lock().is_ok_and(|w| {
+                        w.get(&ad.instance).is_some_and(|old| ad.addrs.iter().all(|a| old.addrs.contains(a)))
+                    }) && !self.lost.lock().is_ok_and(|l| l.contains_key(&ad.instance));
                     if known || ad.relay.is_some() {
                         if let Ok(mut l) = self.lost.lock() {
                             l.remove(&ad.instance);
@@ -1110,14 +1146,18 @@ impl Tracker {
                         );
                         proofs.spawn(async move {
                             match dial(&endpoint, &conns, &namespace, &ad, PROOF_PATIENCE).await {
-                                Ok(_) => {
+                                Ok((_, proved)) => {
                                     if let Ok(mut u) = unproven.lock() {
                                         u.remove(&ad.instance);
                                     }
                                     if let Ok(mut l) = lost.lock() {
                                         l.remove(&ad.instance);
                                     }
-                                    Self::admit(&workers, &peers, ad.clone());
+                                    // The address that answered is tried first from now on.
+                                    let mut ad = ad.clone();
+                                    ad.addrs.retain(|a| *a != proved);
+                                    ad.addrs.insert(0, proved);
+                                    Self::admit(&workers, &peers, ad);
                                     tx.send_modify(|v| *v += 1);
                                 }
                                 Err(e) => {
@@ -1134,11 +1174,52 @@ impl Tracker {
                     }
                 }
                 DiscoveryEvent::Down(instance) => {
-                    debug!(%instance, "worker down");
-                    if let Ok(mut w) = self.workers.lock() {
-                        w.remove(&instance);
-                    }
-                    cache::forget(&self.peers, &instance);
+                    // A goodbye is as unauthenticated as an advert, and carries only a
+                    // name: a box advertising under a worker's name (another
+                    // namespace's, or a stranger's) says goodbye for it when it stops.
+                    // A worker we proved is dropped only once it no longer serves.
+                    let proved = self
+                        .workers
+                        .lock()
+                        .ok()
+                        .and_then(|w| w.get(&instance).cloned())
+                        .filter(|ad| ad.relay.is_none());
+                    let Some(ad) = proved else {
+                        Self::drop_worker(&self.workers, &self.peers, &instance);
+                        self.tx.send_modify(|v| *v += 1);
+                        continue;
+                    };
+                    let (endpoint, conns, namespace, workers, peers, tx) = (
+                        self.endpoint.clone(),
+                        self.conns.clone(),
+                        self.namespace.clone(),
+                        self.workers.clone(),
+                        self.peers.clone(),
+                        self.tx.clone(),
+                    );
+                    goodbyes.spawn(async move {
+                        let mut warned = false;
+                        // Discovery may not report this worker's own goodbye any more (its
+                        // record went with the impostor's): its connection closing is the sign.
+                        let mut ad = ad;
+                        while let Some(conn) = serving(&endpoint, &conns, &namespace, &ad).await {
+                            if !std::mem::replace(&mut warned, true) {
+                                info!(
+                                    worker = %instance,
+                                    "a goodbye under the name of a worker that still serves: ignored \
+                                     (another box advertises under its name?)"
+                                );
+                            }
+                            conn.closed().await;
+                            match workers.lock().ok().and_then(|w| w.get(&instance).cloned()) {
+                                Some(now) => ad = now,
+                                None => return,
+                            }
+                        }
+                        Self::drop_worker(&workers, &peers, &instance);
+                        tx.send_modify(|v| *v += 1);
+                    });
+                    continue;
                 }
             }
             self.tx.send_modify(|v| *v += 1);

@@ -330,3 +330,43 @@ fn ps_lists_and_kill_cancels_a_running_job() {
     );
     assert_eq!(mesh.run(&["kill", "nonsense"]).status.code(), Some(2));
 }
+
+/// A worker keeps one solver process per slot started and waiting for a job.
+/// They die with the worker (SIGTERM or SIGKILL), and a spare that died while
+/// waiting is never handed a job: it costs nothing.
+#[test]
+fn spare_solver_processes_die_with_the_worker_and_a_dead_one_costs_nothing() {
+    let mut mesh = Mesh::new("spares");
+    let addr = mesh.start_worker(&["--slots", "2", "--solvers", "microlp", "--no-python"]).addr.clone();
+    let wpid = mesh.workers[0].pid();
+    wait_until(10, "two spare solver processes", || all_children_of(wpid).len() == 2);
+    assert!(children_of(wpid).is_empty(), "spares are not counted as solving");
+    // Kill both spares: the next jobs still run, on fresh processes, first time.
+    for pid in all_children_of(wpid) {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+    let dir = mesh.home_path().join("ks");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..6 {
+        std::fs::copy(examples().join("knapsack.lp"), dir.join(format!("k{i}.lp"))).unwrap();
+    }
+    let out = mesh.run(&["--worker", &addr, "--json", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    for r in json_of(&out).as_array().unwrap() {
+        assert_eq!((r["status"].as_str(), r["attempts"].as_u64()), (Some("optimal"), Some(1)), "{r}");
+    }
+    wait_until(10, "spares started again", || all_children_of(wpid).len() == 2);
+    // SIGTERM: the waiting spares go with the worker.
+    let spares = all_children_of(wpid);
+    mesh.workers[0].signal(nix::sys::signal::Signal::SIGTERM);
+    mesh.workers[0].wait_exit(Duration::from_secs(10)).expect("worker exits on SIGTERM");
+    wait_until(5, "spares gone after SIGTERM", || spares.iter().all(|p| !alive(*p)));
+    // SIGKILL: the parent-death signal takes them.
+    mesh.start_worker(&["--slots", "2", "--solvers", "microlp", "--no-python"]);
+    let wpid = mesh.workers[1].pid();
+    wait_until(10, "two spare solver processes", || all_children_of(wpid).len() == 2);
+    let spares = all_children_of(wpid);
+    mesh.workers[1].signal(nix::sys::signal::Signal::SIGKILL);
+    wait_until(5, "spares gone after SIGKILL", || spares.iter().all(|p| !alive(*p)));
+}

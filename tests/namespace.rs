@@ -142,3 +142,74 @@ fn forged_adverts_cost_nothing() {
     assert_eq!(listed.len(), 2, "{listed:?}");
     rt.block_on(forger.shutdown());
 }
+
+/// A goodbye is as unauthenticated as an advert and names only an instance: a
+/// box that advertises under a worker's name and then stops (a stranger, or a
+/// worker of another namespace started with the same name) must not make
+/// clients drop the real worker. A real goodbye still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_goodbye_under_a_workers_name_is_ignored() {
+    use meshsolve::client::{ClientConfig, JobOptions, Mesh as Client};
+    use meshsolve::discovery::{mdns::Mdns, Discovery, SolverInfo, WorkerAd};
+    use std::time::{Duration, Instant};
+    let mut lab = Mesh::new("goodbye");
+    lab.start_worker(&["--slots", "1", "--solvers", "microlp", "--no-python"]);
+    let victim = lab.wait_for_workers(1)[0]["name"].as_str().unwrap().to_string();
+    let client = Client::connect(ClientConfig {
+        namespace: lab.ns.clone(),
+        home: lab.home_path().to_path_buf(),
+        interfaces: vec!["lo".into()],
+        static_workers: Vec::new(),
+        name_server: None,
+        mdns: true,
+        via_name_server: false,
+    })
+    .await
+    .unwrap();
+    client.wait_for_workers(None, Duration::from_secs(10)).await.unwrap();
+    let ca = meshsolve::certs::NamespaceCa::load_or_create(lab.home_path(), &lab.ns).unwrap();
+    // The stranger's box uses the victim's port too (instance names embed it).
+    let port: u16 = lab.workers[0].addr.rsplit(':').next().unwrap().parse().unwrap();
+    // Twice as each kind of impostor: with the namespace's (public) CA fingerprint, and with another.
+    for (round, fingerprint) in
+        [ca.fingerprint(), "0".repeat(64), ca.fingerprint(), "1".repeat(64)].into_iter().enumerate()
+    {
+        let stranger = Mdns::new(&["lo".to_string()]).unwrap();
+        let ad = WorkerAd {
+            instance: victim.clone(),
+            namespace: lab.ns.clone(),
+            addrs: vec![([127, 0, 0, 1], port).into()],
+            solvers: vec![SolverInfo { name: "microlp".into(), version: "0.7".into(), slots: 1 }],
+            slots: 1,
+            ca_fingerprint: fingerprint,
+            protocol: meshsolve::protocol::VERSION,
+            version: "0.1.0".into(),
+            relay: None,
+            pools: Vec::new(),
+            since: 0,
+        };
+        stranger.announce(&ad).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Goodbye packets under the victim's name.
+        stranger.shutdown().await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let names: Vec<String> = client.workers().into_iter().map(|w| w.instance).collect();
+        assert_eq!(names, std::slice::from_ref(&victim), "round {round}: the real worker is still listed");
+        let ks = examples().join("knapsack.lp");
+        let header = Client::header(&ks, &JobOptions::default()).unwrap();
+        let (solution, _) = client.send_job(&client.workers()[0], &ks, &header, &|_| {}).await.unwrap();
+        assert_eq!(solution.objective, Some(21.0), "round {round}");
+    }
+    // The real worker's own goodbye is believed.
+    lab.workers[0].signal(nix::sys::signal::Signal::SIGTERM);
+    let t = Instant::now();
+    while !client.workers().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "a real goodbye drops the worker: {}",
+            lab.workers[0].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.close().await;
+}

@@ -122,6 +122,72 @@ fn a_worker_killed_mid_run_does_not_change_the_answer() {
     assert!(reloaded > 0, "the lost worker's scenarios must be loaded elsewhere");
 }
 
+/// A worker that stays connected but whose steps never come back (its solver
+/// processes are stopped) is declared stuck after `--step-patience`, and its
+/// scenarios move: the run ends with the same answer.
+#[test]
+fn a_stuck_worker_mid_run_does_not_hold_the_run() {
+    let mut mesh = Mesh::new("phstuck");
+    for _ in 0..3 {
+        mesh.start_worker(&["--slots", "1"]);
+    }
+    mesh.wait_for_workers(3);
+    let dir = mesh.home_path().join("f30");
+    meshsolve::ph::farmer::write(&dir, 30).unwrap();
+    let child = mesh.spawn(&[
+        "ph",
+        dir.join("farmer.toml").to_str().unwrap(),
+        "--json",
+        "--max-iters",
+        "150",
+        "--step-patience",
+        "2s",
+    ]);
+    let victim = mesh.workers[1].pid();
+    let t = Instant::now();
+    while children_of(victim).is_empty()
+        || mesh.workers[1].log_text().matches("scenario resident").count() < 5
+    {
+        assert!(t.elapsed() < Duration::from_secs(30), "no resident scenarios on the victim");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    // The worker keeps answering QUIC; its solver processes do not.
+    let stopped = children_of(victim);
+    for pid in &stopped {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGSTOP,
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    for pid in &stopped {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+    }
+    assert!(matches!(out.status.code(), Some(0) | Some(5)), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gave no answer to a step"), "the stuck worker is named: {stderr}");
+    let v = json_of(&out);
+    let e = v["expected_cost"].as_f64().unwrap();
+    assert!(close(e, -131722.2106, 1e-3), "PH expected cost {e} after a worker got stuck");
+    let reloaded: u64 =
+        v["history"].as_array().unwrap().iter().skip(1).map(|h| h["loaded"].as_u64().unwrap()).sum();
+    assert!(reloaded > 0, "the stuck worker's scenarios must be loaded elsewhere");
+}
+
+#[test]
+fn nonsense_step_patience_is_refused() {
+    let mesh = Mesh::new("phpatience");
+    let dir = mesh.home_path().join("f3");
+    meshsolve::ph::farmer::write(&dir, 3).unwrap();
+    let out = mesh.run(&["ph", dir.join("farmer.toml").to_str().unwrap(), "--step-patience", "0s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--step-patience"), "{}", show(&out));
+}
+
 #[test]
 fn a_worker_that_joins_mid_run_takes_a_share() {
     let mut mesh = Mesh::new("phjoin");

@@ -160,6 +160,10 @@ impl Discovery for Remembered {
         self.tasks.is_empty()
     }
 
+    fn is_hint(&self) -> bool {
+        true
+    }
+
     fn shutdown(&self) -> BoxFuture<'_> {
         Box::pin(async move {
             self.cancel.cancel();

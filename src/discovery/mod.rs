@@ -68,6 +68,11 @@ pub trait Discovery: Send + Sync {
     fn settled(&self) -> bool {
         true
     }
+    /// Whether this source only replays what was seen before (remembered
+    /// workers): a live source's goodbye then outweighs it.
+    fn is_hint(&self) -> bool {
+        false
+    }
     /// Withdraws announcements (mDNS goodbye), stops browsing and awaits every
     /// task of the back-end.
     fn shutdown(&self) -> BoxFuture<'_>;
@@ -85,6 +90,9 @@ impl<T: Discovery + ?Sized> Discovery for Arc<T> {
     }
     fn settled(&self) -> bool {
         (**self).settled()
+    }
+    fn is_hint(&self) -> bool {
+        (**self).is_hint()
     }
     fn shutdown(&self) -> BoxFuture<'_> {
         (**self).shutdown()
@@ -110,7 +118,8 @@ impl Discovery for Off {
 /// instance seen by several sources is one worker: the advert of the first
 /// source (in the order given) that sees it, with the addresses of every source
 /// (the first source's first) and a relay from any source that offers one; it is
-/// down only when every source has lost it.
+/// down when every live source has lost it (a remembered worker counts only
+/// until a live source says it left).
 pub struct Discoveries {
     sources: Vec<Box<dyn Discovery>>,
     cancel: CancellationToken,
@@ -128,11 +137,15 @@ impl Discoveries {
 #[derive(Default)]
 struct Merge {
     by_instance: HashMap<String, Vec<Option<WorkerAd>>>,
+    /// Which sources are hints ([`Discovery::is_hint`]).
+    hints: Vec<bool>,
 }
 
 impl Merge {
     /// Applies one source's event; returns the merged event to pass on.
     fn apply(&mut self, source: usize, n: usize, ev: DiscoveryEvent) -> DiscoveryEvent {
+        let goodbye =
+            matches!(ev, DiscoveryEvent::Down(_)) && !self.hints.get(source).copied().unwrap_or(false);
         let instance = match &ev {
             DiscoveryEvent::Up(ad) => ad.instance.clone(),
             DiscoveryEvent::Down(i) => i.clone(),
@@ -142,6 +155,13 @@ impl Merge {
             DiscoveryEvent::Up(ad) => Some(ad),
             DiscoveryEvent::Down(_) => None,
         };
+        if goodbye {
+            for (slot, hint) in slots.iter_mut().zip(&self.hints) {
+                if *hint {
+                    *slot = None;
+                }
+            }
+        }
         let relay = slots.iter().flatten().find_map(|a| a.relay);
         let mut addrs: Vec<SocketAddr> = Vec::new();
         for a in slots.iter().flatten().flat_map(|ad| &ad.addrs) {
@@ -166,6 +186,7 @@ impl Discovery for Discoveries {
 
     fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError> {
         let n = self.sources.len();
+        let hints: Vec<bool> = self.sources.iter().map(|s| s.is_hint()).collect();
         let (tagged_tx, mut tagged) = mpsc::unbounded_channel();
         for (i, s) in self.sources.iter().enumerate() {
             let mut rx = s.browse()?;
@@ -189,7 +210,7 @@ impl Discovery for Discoveries {
         let (tx, out) = mpsc::unbounded_channel();
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
-            let mut merge = Merge::default();
+            let mut merge = Merge { hints, ..Merge::default() };
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -262,6 +283,18 @@ mod tests {
         // Both lost it: down.
         assert!(matches!(m.apply(1, 2, DiscoveryEvent::Down("w".into())), DiscoveryEvent::Down(_)));
         assert!(m.by_instance.is_empty());
+    }
+
+    #[test]
+    fn a_live_goodbye_outweighs_a_remembered_worker() {
+        // Source 0 is mDNS, source 1 the remembered workers.
+        let mut m = Merge { hints: vec![false, true], ..Merge::default() };
+        let _ = m.apply(1, 2, DiscoveryEvent::Up(ad("w", 1, None)));
+        let _ = m.apply(0, 2, DiscoveryEvent::Up(ad("w", 1, None)));
+        assert!(matches!(m.apply(0, 2, DiscoveryEvent::Down("w".into())), DiscoveryEvent::Down(_)));
+        // A remembered worker no live source has seen stays until one says it left.
+        let _ = m.apply(1, 2, DiscoveryEvent::Up(ad("v", 2, None)));
+        assert!(matches!(m.apply(1, 2, DiscoveryEvent::Up(ad("v", 2, None))), DiscoveryEvent::Up(_)));
     }
 
     #[test]

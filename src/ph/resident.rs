@@ -21,13 +21,10 @@ pub struct ResidentScenario {
     pub quadratic: bool,
     /// Bytes sent on this stream so far.
     pub bytes: u64,
-    /// Its slowest step so far: a step 20 times slower (and over a minute) means
-    /// the worker is stuck, and the scenario moves elsewhere.
+    /// Its slowest step so far: a step 20 times slower (and over the least
+    /// patience) means the worker is stuck, and the scenario moves elsewhere.
     slowest: std::time::Duration,
 }
-
-/// A step gets at least this long before its worker counts as stuck.
-const STEP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl ResidentScenario {
     /// Loads a scenario on a worker and keeps it resident there (progressive hedging).
@@ -73,12 +70,17 @@ impl ResidentScenario {
         }
     }
 
-    /// Runs one step on the worker.
+    /// Runs one step on the worker, giving it at least `least_patience` (and 20
+    /// times the slowest step so far) before the worker counts as stuck.
     ///
     /// # Errors
     /// A [`JobFailure`]: `Rejected` when the worker refuses the step, `Lost` when the worker is
     /// gone.
-    pub async fn step(&mut self, step: &Step) -> Result<StepReply, JobFailure> {
+    pub async fn step(
+        &mut self,
+        step: &Step,
+        least_patience: std::time::Duration,
+    ) -> Result<StepReply, JobFailure> {
         let frame = encode(step).map_err(|e| JobFailure::Rejected(e.to_string()))?;
         self.bytes += frame.len() as u64;
         let conn = self.conn.clone();
@@ -87,12 +89,12 @@ impl ResidentScenario {
             None => JobFailure::Retry(format!("stream failed: {e}")),
         };
         self.send.write_all(&frame).await.map_err(|e| lost(&e))?;
-        let patience = (self.slowest * 20).max(STEP_PATIENCE);
+        let patience = (self.slowest * 20).max(least_patience);
         let started = std::time::Instant::now();
         let answer = tokio::time::timeout(patience, read_msg::<Response>(&mut self.recv, MAX_RESPONSE)).await;
         let Ok(answer) = answer else {
             return Err(JobFailure::Lost(format!(
-                "worker {} gave no answer to a step in {:.0} s (its slowest so far took {:.1} s)",
+                "worker {} gave no answer to a step in {:.1} s (its slowest so far took {:.1} s)",
                 self.worker,
                 patience.as_secs_f64(),
                 self.slowest.as_secs_f64()

@@ -55,6 +55,9 @@ pub struct PhOptions {
     pub time_limit: Option<f64>,
     /// Attempts per scenario step before giving up (lost workers, crashes).
     pub max_attempts: u32,
+    /// The least time a step gets before its worker counts as stuck (a step also
+    /// gets 20 times its scenario's slowest step); the scenario then moves.
+    pub step_patience: std::time::Duration,
 }
 
 impl Default for PhOptions {
@@ -71,6 +74,7 @@ impl Default for PhOptions {
             solver: None,
             time_limit: None,
             max_attempts: 4,
+            step_patience: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -169,7 +173,13 @@ struct StepOutcome {
     loaded: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How a scenario step is placed and retried (from [`PhOptions`]).
+struct StepPolicy {
+    solver: Option<String>,
+    max_attempts: u32,
+    patience: std::time::Duration,
+}
+
 async fn run_step(
     mesh: Arc<Mesh>,
     place: Arc<Mutex<Placement>>,
@@ -177,9 +187,9 @@ async fn run_step(
     nonants: Arc<Vec<String>>,
     mut resident: Option<ResidentScenario>,
     step: Step,
-    solver: Option<String>,
-    max_attempts: u32,
+    policy: StepPolicy,
 ) -> StepOutcome {
+    let StepPolicy { solver, max_attempts, patience } = policy;
     let mut bytes = 0u64;
     let mut loaded = false;
     let mut last = String::new();
@@ -230,7 +240,7 @@ async fn run_step(
         }
         let r = resident.as_mut().expect("resident set above");
         let before = r.bytes;
-        let out = r.step(&step).await;
+        let out = r.step(&step, patience).await;
         bytes += r.bytes - before;
         match out {
             Ok(reply) => return StepOutcome { reply: Ok(reply), resident, bytes, loaded },
@@ -367,10 +377,12 @@ impl Driver<'_> {
                 self.nonants.clone(),
                 self.residents[k].take(),
             );
-            let (solver, attempts) = (self.opts.solver.clone(), self.opts.max_attempts);
-            set.spawn(
-                async move { (k, run_step(mesh, place, sc, nonants, res, step, solver, attempts).await) },
-            );
+            let policy = StepPolicy {
+                solver: self.opts.solver.clone(),
+                max_attempts: self.opts.max_attempts,
+                patience: self.opts.step_patience,
+            };
+            set.spawn(async move { (k, run_step(mesh, place, sc, nonants, res, step, policy).await) });
         }
         let mut replies: Vec<Option<StepReply>> = self.scenarios.iter().map(|_| None).collect();
         let (mut bytes, mut loaded, mut err) = (0u64, 0usize, None);

@@ -5,16 +5,20 @@
 //! child sits in its own process group, gets SIGKILL when the worker dies
 //! (`PR_SET_PDEATHSIG`), and is killed as a group on cancel or deadline, so no
 //! solver process outlives its job or its worker, and a solver crash is a job
-//! error, not a worker crash.
+//! error, not a worker crash. [`Spares`] starts the children ahead of their
+//! jobs (one per slot waits on its stdin), so a job does not pay for a process
+//! start; a spare that died while waiting is replaced, never handed a job.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::proximal;
 use super::{Available, Solution, SolveError, SolveOptions, Solver};
@@ -25,6 +29,10 @@ use crate::protocol::{Step, StepReply};
 /// The first argument that turns a meshsolve binary into a solver child.
 pub const CHILD_FLAG: &str = "--solve-child";
 
+/// The process name (`comm`, as `ps` and `top` show it) of a solver child once
+/// it has a job; a spare waiting for one keeps its executable's name.
+pub const BUSY_NAME: &str = "meshsolve-job";
+
 /// Largest request or host message a child accepts (a step over many first-stage variables fits).
 const MAX_REQUEST: usize = crate::protocol::MAX_STEP;
 
@@ -32,7 +40,15 @@ const MAX_REQUEST: usize = crate::protocol::MAX_STEP;
 const MAX_LOG_LINE: usize = 4096;
 
 /// Largest reply a child may write (values of a very large model fit).
-const MAX_REPLY: u64 = 1 << 30;
+const MAX_REPLY: usize = 1 << 30;
+
+/// The line a solver child writes to stderr after each job's reply: what came
+/// before it on stderr was that job's solver output.
+const JOB_END: &str = "\u{1}meshsolve: end of job\u{1}";
+
+/// Jobs one solver child runs before it is replaced (a long-lived process
+/// could grow; a fresh one costs a millisecond once in a while).
+const JOBS_PER_CHILD: u32 = 1000;
 
 /// What the worker asks of the child.
 #[derive(Debug, Serialize, Deserialize)]
@@ -133,32 +149,36 @@ pub enum RunError {
 /// # Errors
 /// [`RunError`]: cancelled, overran its time limit, crashed, or refused the model.
 pub async fn run(
-    exe: &Path,
+    spares: &Arc<Spares>,
     req: &ChildRequest,
     cancel: &CancellationToken,
-    memory_limit: Option<u64>,
     log: Option<&tokio::sync::mpsc::UnboundedSender<String>>,
 ) -> Result<Solution, RunError> {
-    let mut child = spawn_child(exe, memory_limit, true)?;
-    let pid = child.id().map(|p| p as i32);
+    let mut w = spares.take()?;
+    let pid = w.child.id().map(|p| p as i32);
     let kill = move || kill_group(pid);
     let input = crate::protocol::encode(req).map_err(|e| RunError::Rejected(e.to_string()))?;
-    let mut stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
-    let mut stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
-    let mut stderr = child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?;
+    let Warm { stdin, stdout, stderr, .. } = &mut w;
     let io = async {
         stdin.write_all(&input).await?;
-        drop(stdin);
-        let mut out = Vec::new();
-        let mut out_r = (&mut stdout).take(MAX_REPLY);
-        // The solver's own output, line by line: passed on as it comes when the
-        // client asked for it (`--log`), and the last of it kept for error messages.
+        stdin.flush().await?;
+        let reply = async {
+            crate::protocol::read_msg::<ChildReply>(stdout, MAX_REPLY)
+                .await
+                .map_err(|e| format!("unreadable reply: {e}"))
+        };
+        // The solver's own output, line by line up to the child's end-of-job
+        // line: passed on as it comes when the client asked for it (`--log`),
+        // and the last of it kept for error messages.
         let err_r = async {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(&mut stderr).lines();
             let mut kept = std::collections::VecDeque::new();
             let mut kept_bytes = 0usize;
-            while let Some(line) = lines.next_line().await? {
+            let mut ended = false;
+            while let Some(line) = stderr.next_line().await? {
+                if line == JOB_END {
+                    ended = true;
+                    break;
+                }
                 if let Some(log) = log {
                     let _ = log.send(line.chars().take(MAX_LOG_LINE).collect());
                 }
@@ -168,11 +188,10 @@ pub async fn run(
                     kept_bytes -= kept.pop_front().map_or(0, |l| l.len());
                 }
             }
-            Ok::<_, std::io::Error>(Vec::from(kept).join("\n").into_bytes())
+            Ok::<_, std::io::Error>((Vec::from(kept).join("\n"), ended))
         };
-        let (a, err) = tokio::join!(out_r.read_to_end(&mut out), err_r);
-        a?;
-        Ok::<_, std::io::Error>((out, err?))
+        let (reply, err) = tokio::join!(reply, err_r);
+        Ok::<_, std::io::Error>((reply, err?))
     };
     let deadline = req
         .options
@@ -180,33 +199,48 @@ pub async fn run(
         .and_then(|t| Duration::try_from_secs_f64(t * 1.1 + 5.0).ok())
         .unwrap_or(Duration::MAX / 4);
     let ended = tokio::select! {
-        r = io => Ok(r?),
+        r = io => r.map_err(RunError::from),
         _ = cancel.cancelled() => Err(RunError::Cancelled),
         _ = tokio::time::sleep(deadline) => Err(RunError::Overran(deadline.as_secs_f64())),
     };
-    if ended.is_err() {
-        kill();
-    }
-    // Reap it (a killed child dies at once), so no zombie is left behind.
-    let status = child.wait().await?;
-    let (out, err) = ended?;
-    // The solver may have left grandchildren (it should not): clear the group anyway.
+    // A child that answered in full waits for the next job, when its solver ran
+    // inside it (an external solver's process group is cleared after each job).
+    let (reply, err) = match ended {
+        Ok((Ok(Some(reply)), (_, true))) => {
+            if matches!(req.solver.backend, super::Backend::Builtin) {
+                spares.put_back(w);
+            } else {
+                kill();
+                let _ = w.child.wait().await;
+                spares.refill();
+            }
+            return finish(reply);
+        }
+        Ok((reply, (err, _))) => (reply, err),
+        Err(e) => {
+            kill();
+            let _ = w.child.wait().await;
+            spares.refill();
+            return Err(e);
+        }
+    };
+    // It died, or broke the protocol: reap it, clear its group, and say why.
     kill();
-    if !status.success() {
-        let text = String::from_utf8_lossy(&err);
-        let tail: Vec<&str> = text.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        let status = match std::os::unix::process::ExitStatusExt::signal(&status) {
-            Some(sig) => format!("killed by signal {sig}"),
-            None => format!("exit code {}", status.code().unwrap_or(-1)),
-        };
-        return Err(RunError::Crashed {
-            status,
-            stderr: if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" / ")) },
-        });
-    }
-    let reply: ChildReply = ciborium::from_reader(out.as_slice())
-        .map_err(|e| RunError::Crashed { status: format!("unreadable reply: {e}"), stderr: String::new() })?;
+    let status = w.child.wait().await?;
+    spares.refill();
+    let tail: Vec<&str> = err.lines().rev().take(5).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    let stderr = if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" / ")) };
+    let status = match (std::os::unix::process::ExitStatusExt::signal(&status), reply) {
+        (Some(sig), _) => format!("killed by signal {sig}"),
+        (None, Err(e)) => e,
+        (None, _) if !status.success() => format!("exit code {}", status.code().unwrap_or(-1)),
+        (None, _) => "it ended without an answer".to_string(),
+    };
+    Err(RunError::Crashed { status, stderr })
+}
+
+fn finish(reply: ChildReply) -> Result<Solution, RunError> {
     reply.map_err(|f| match f {
         ChildFailure::Rejected(m) => RunError::Rejected(m),
         ChildFailure::SolverFailed(m) => RunError::SolverFailed(m),
@@ -250,6 +284,125 @@ fn spawn_child(
         });
     }
     Ok(cmd.spawn()?)
+}
+
+/// Solver children started ahead of their jobs, each waiting for its request on
+/// stdin. Owned by the worker; [`Spares::shutdown`] kills the waiting ones.
+pub struct Spares {
+    exe: PathBuf,
+    memory_limit: Option<u64>,
+    /// How many wait at most (the worker's slots; 0 starts each child on demand).
+    want: usize,
+    ready: std::sync::Mutex<Vec<Warm>>,
+    /// Background starts of replacements.
+    tasks: TaskTracker,
+}
+
+impl Spares {
+    /// Children of `exe` (memory capped at `memory_limit` bytes), `want` of them
+    /// kept waiting. None is started before [`Spares::fill`] or the first job.
+    pub fn new(exe: PathBuf, memory_limit: Option<u64>, want: usize) -> Arc<Spares> {
+        Arc::new(Spares { exe, memory_limit, want, ready: Default::default(), tasks: TaskTracker::new() })
+    }
+
+    /// Starts children until `want` are waiting. Must run on a thread that lives
+    /// as long as the worker (a runtime thread): a child's parent-death signal
+    /// follows the thread that started it.
+    pub fn fill(&self) {
+        loop {
+            let waiting = self.ready.lock().map(|r| r.len()).unwrap_or(usize::MAX);
+            if waiting >= self.want || self.tasks.is_closed() {
+                return;
+            }
+            match Warm::start(&self.exe, self.memory_limit) {
+                Ok(c) => {
+                    if let Ok(mut r) = self.ready.lock() {
+                        r.push(c);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("cannot start a spare solver process: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A child for one job: a waiting one that is still alive, else a new one
+    /// (and a replacement is started in the background).
+    fn take(self: &Arc<Self>) -> Result<Warm, RunError> {
+        let mut found = None;
+        if let Ok(mut r) = self.ready.lock() {
+            while let Some(mut c) = r.pop() {
+                if matches!(c.child.try_wait(), Ok(None)) {
+                    found = Some(c);
+                    break;
+                }
+                kill_group(c.child.id().map(|p| p as i32));
+            }
+        }
+        if let Some(c) = found {
+            return Ok(c);
+        }
+        self.refill();
+        Warm::start(&self.exe, self.memory_limit)
+    }
+
+    /// Starts the missing spares in the background (after one was used up).
+    fn refill(self: &Arc<Self>) {
+        if self.want > 0 && !self.tasks.is_closed() {
+            let me = self.clone();
+            self.tasks.spawn(async move { me.fill() });
+        }
+    }
+
+    /// Takes back a child that finished its job cleanly, for the next one.
+    fn put_back(&self, mut w: Warm) {
+        w.jobs += 1;
+        // The child names itself busy when a job arrives; it waits again now.
+        if w.jobs < JOBS_PER_CHILD && !self.tasks.is_closed() {
+            if let Ok(mut r) = self.ready.lock() {
+                if r.len() < self.want {
+                    r.push(w);
+                    return;
+                }
+            }
+        }
+        kill_group(w.child.id().map(|p| p as i32));
+        drop(w);
+    }
+
+    /// Stops starting children and kills the waiting ones.
+    pub async fn shutdown(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        let waiting: Vec<Warm> = self.ready.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        for mut c in waiting {
+            kill_group(c.child.id().map(|p| p as i32));
+            let _ = c.child.wait().await;
+        }
+    }
+}
+
+/// A solver child and its pipes, between jobs or running one.
+struct Warm {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    /// Jobs it has run.
+    jobs: u32,
+}
+
+impl Warm {
+    fn start(exe: &Path, memory_limit: Option<u64>) -> Result<Warm, RunError> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = spawn_child(exe, memory_limit, true)?;
+        let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let stderr = child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?;
+        Ok(Warm { child, stdin, stdout, stderr: tokio::io::BufReader::new(stderr).lines(), jobs: 0 })
+    }
 }
 
 /// Messages from the worker to a resident host process.
@@ -511,33 +664,40 @@ fn solve_step(
     ))
 }
 
-/// Entry point of the child: reads the request from stdin, solves, writes the reply.
-/// Returns the process exit code.
+/// Entry point of the child: reads a request from stdin, solves, writes the
+/// reply (one frame) to stdout and [`JOB_END`] to stderr, and waits for the
+/// next request until stdin closes. Returns the process exit code.
 pub fn child_main() -> i32 {
-    let req: ChildRequest = match read_msg_blocking(&mut std::io::stdin().lock(), MAX_REQUEST) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            eprintln!("solver child: no request on stdin");
-            return 2;
+    let mut first = true;
+    loop {
+        let req: ChildRequest = match read_msg_blocking(&mut std::io::stdin().lock(), MAX_REQUEST) {
+            Ok(Some(r)) => r,
+            Ok(None) if first => {
+                eprintln!("solver child: no request on stdin");
+                return 2;
+            }
+            Ok(None) => return 0,
+            Err(e) => {
+                eprintln!("solver child: bad request: {e}");
+                return 2;
+            }
+        };
+        first = false;
+        // Named apart from the spares waiting for a job.
+        let _ = nix::sys::prctl::set_name(c"meshsolve-job");
+        if req.resident.is_some() {
+            return host_main();
         }
-        Err(e) => {
-            eprintln!("solver child: bad request: {e}");
-            return 2;
+        let reply = solve_request(&req);
+        if write_msg_blocking(&mut std::io::stdout().lock(), &reply).is_err() {
+            return 3;
         }
-    };
-    if req.resident.is_some() {
-        return host_main();
+        let mut err = std::io::stderr().lock();
+        if writeln!(err, "{JOB_END}").and_then(|_| err.flush()).is_err() {
+            return 3;
+        }
+        let _ = nix::sys::prctl::set_name(c"meshsolve-wait");
     }
-    let reply = solve_request(&req);
-    let mut out = Vec::new();
-    if ciborium::into_writer(&reply, &mut out).is_err() {
-        return 3;
-    }
-    let mut stdout = std::io::stdout().lock();
-    if stdout.write_all(&out).and_then(|_| stdout.flush()).is_err() {
-        return 3;
-    }
-    0
 }
 
 fn solve_request(req: &ChildRequest) -> ChildReply {

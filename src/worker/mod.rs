@@ -1,7 +1,8 @@
 //! The worker service: accepts jobs over QUIC, runs at most `slots` solves at
 //! once in child processes, advertises itself, and shuts down cleanly.
 //!
-//! Shutdown order: withdraw the advert (mDNS goodbye), stop accepting, let
+//! Shutdown order: refuse new jobs (a status says `draining`), withdraw the
+//! advert (mDNS goodbye), stop accepting connections and streams, let
 //! running jobs finish within the grace period, cancel the rest (killing
 //! their solver processes), close connections.
 
@@ -107,6 +108,8 @@ struct Shared {
     /// Jobs running, waiting and lately finished (`meshsolve ps`, `kill`).
     board: board::Board,
     slots: Arc<Semaphore>,
+    /// Solver processes started ahead of their jobs, one per slot.
+    spares: Arc<process::Spares>,
     /// Resident hosts for progressive hedging, at most one per slot.
     hosts: tokio::sync::Mutex<Vec<Arc<process::ResidentHost>>>,
     /// One semaphore per solver with a licence limit.
@@ -115,6 +118,10 @@ struct Shared {
     jobs: CancellationToken,
     /// Set when the worker is shutting down (no new jobs).
     stop: CancellationToken,
+    /// Set when draining starts, after the goodbye: connections stop taking
+    /// streams. Until then a stream is answered (a status says `draining`, a job
+    /// is refused), so a client that checks a goodbye hears it from the worker.
+    closing: CancellationToken,
     tmp: PathBuf,
     next_job: AtomicU64,
     last_activity: std::sync::Mutex<Instant>,
@@ -204,6 +211,7 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         slots: Arc::new(Semaphore::new(cfg.slots as usize)),
+        spares: process::Spares::new(cfg.solver_exe.clone(), cfg.solver_memory, cfg.slots as usize),
         hosts: tokio::sync::Mutex::new(Vec::new()),
         per_solver: infos
             .iter()
@@ -211,6 +219,7 @@ pub async fn run(
             .collect(),
         jobs: CancellationToken::new(),
         stop: shutdown.child_token(),
+        closing: CancellationToken::new(),
         tmp: tmp.clone(),
         next_job: AtomicU64::new(1),
         last_activity: std::sync::Mutex::new(Instant::now()),
@@ -223,6 +232,9 @@ pub async fn run(
         pools: pools::Pools::new(cfg.instance.clone(), ad.since, cfg.pools.clone(), endpoint.clone()),
         cfg,
     });
+    // Started on this thread, which lives as long as the worker (their
+    // parent-death signal follows it).
+    shared.spares.fill();
     let tracker = TaskTracker::new();
     if shared.pools.any() {
         watch_pool_peers(&shared, &endpoint, &tracker)?;
@@ -239,6 +251,8 @@ pub async fn run(
         ));
     }
     serve(&endpoint, &shared, &tracker).await;
+    // Draining from here (also after --idle-exit): statuses say so, jobs are refused.
+    shared.stop.cancel();
     info!("shutting down: withdrawing advert");
     crate::discovery::cache::forget(&peers, &shared.cfg.instance);
     discovery.shutdown().await;
@@ -344,6 +358,7 @@ async fn serve(endpoint: &quinn::Endpoint, shared: &Arc<Shared>, tracker: &TaskT
 /// jobs finish within the grace period, cancel the rest, close connections.
 async fn drain(endpoint: &quinn::Endpoint, shared: &Shared, tracker: TaskTracker) {
     shared.stop.cancel();
+    shared.closing.cancel();
     endpoint.set_server_config(None);
     // Connection tasks stop accepting streams at `stop` and end at once; the
     // tracker then waits only for streams (running jobs) and the registration.
@@ -358,6 +373,7 @@ async fn drain(endpoint: &quinn::Endpoint, shared: &Shared, tracker: TaskTracker
         let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     }
     shared.jobs.cancel();
+    shared.spares.shutdown().await;
     endpoint.close(0u32.into(), b"worker exiting");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
 }
@@ -369,7 +385,7 @@ async fn handle_connection(conn: quinn::Connection, shared: Arc<Shared>, tracker
             s = conn.accept_bi() => s,
             // Streams already open keep being served (their tasks are tracked);
             // an idle connection must not hold the worker's exit.
-            _ = shared.stop.cancelled() => return,
+            _ = shared.closing.cancelled() => return,
         };
         let (send, recv) = match stream {
             Ok(s) => s,
@@ -751,7 +767,7 @@ async fn solve(
         let log = child.options.log.then_some(&log_tx);
         let result = loop {
             let r = {
-                let run = process::run(&shared.cfg.solver_exe, &child, &cancel, shared.cfg.solver_memory, log);
+                let run = process::run(&shared.spares, &child, &cancel, log);
                 tokio::pin!(run);
                 let stopped = send.stopped();
                 tokio::pin!(stopped);

@@ -179,19 +179,30 @@ pub fn close(got: f64, want: f64, tol: f64) -> bool {
     (got - want).abs() <= tol * want.abs().max(1.0)
 }
 
-/// Pids of the direct children of `pid`.
+/// Pids of the direct children of `pid` that are solving (a worker's spare
+/// solver processes, waiting for a job, are left out).
 pub fn children_of(pid: u32) -> Vec<u32> {
+    children_named(pid, Some(meshsolve::solver::process::BUSY_NAME))
+}
+
+/// Pids of every direct child of `pid` (waiting spares included).
+pub fn all_children_of(pid: u32) -> Vec<u32> {
+    children_named(pid, None)
+}
+
+fn children_named(pid: u32, name: Option<&str>) -> Vec<u32> {
     let mut out = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
             let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
             if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-                // Fields after the command name in parentheses: state ppid ...
-                if let Some(rest) = stat.rsplit(')').next() {
-                    let f: Vec<&str> = rest.split_whitespace().collect();
-                    if f.get(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) {
-                        out.push(p);
-                    }
+                // `pid (comm) state ppid ...`
+                let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+                let comm = &stat[open + 1..close];
+                let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+                if f.get(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) && name.is_none_or(|n| n == comm)
+                {
+                    out.push(p);
                 }
             }
         }

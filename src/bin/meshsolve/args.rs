@@ -269,6 +269,10 @@ pub(crate) struct PhArgs {
     /// Time limit per subproblem solve.
     #[arg(long, value_parser = cli::parse_duration)]
     pub(crate) time_limit: Option<Duration>,
+    /// The least time one scenario step gets before its worker counts as stuck and the
+    /// scenario moves to another worker (a step also gets 20 times its slowest so far).
+    #[arg(long, default_value = "60s", value_parser = cli::parse_duration)]
+    pub(crate) step_patience: Duration,
     /// Also solve the extensive form of the same SPEC on the mesh, for comparison.
     #[arg(long)]
     pub(crate) ef: bool,

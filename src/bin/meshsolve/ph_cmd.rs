@@ -21,6 +21,13 @@ pub(crate) async fn ph(m: &MeshConfig, a: PhArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
+    if a.step_patience < std::time::Duration::from_secs(1) {
+        return Err(crate::cli::Usage(format!(
+            "--step-patience {:?}: at least 1s (a worker is declared stuck after it), e.g. --step-patience 60s",
+            a.step_patience
+        ))
+        .into());
+    }
     if a.max_iters == 0 {
         return Err(crate::cli::Usage("--max-iters must be at least 1".into()).into());
     }
@@ -36,6 +43,7 @@ pub(crate) async fn ph(m: &MeshConfig, a: PhArgs) -> anyhow::Result<u8> {
         bound_every: a.bound_every,
         solver: a.solver.clone(),
         time_limit: a.time_limit.map(|d| d.as_secs_f64()),
+        step_patience: a.step_patience,
         ..Default::default()
     };
     let mesh = Arc::new(Mesh::connect(m.client.clone()).await?);
