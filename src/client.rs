@@ -621,10 +621,10 @@ impl Mesh {
             self.open(ad).await.map_err(|e| JobFailure::Unreached(e.to_string()))?;
         let retry = |e: &dyn std::fmt::Display| JobFailure::Retry(format!("{e}"));
         write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| retry(&e))?;
-        let mut file = tokio::fs::File::open(path)
+        let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
-        if let Err(e) = tokio::io::copy(&mut file, &mut send).await {
+        if let Err(e) = transport::send_file(file, &mut send).await {
             // The worker may have stopped the upload itself (no space left, too
             // large): its answer says why, and whether to go elsewhere.
             let answer =
@@ -724,8 +724,8 @@ impl Mesh {
         write_msg(&mut send, &Request::Submit { batch: batch.to_string(), model: header.clone() })
             .await
             .map_err(|e| fail(&e))?;
-        let mut file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
-        if let Err(e) = tokio::io::copy(&mut file, &mut send).await {
+        let file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
+        if let Err(e) = transport::send_file(file, &mut send).await {
             // The name server may have refused it mid-upload (its quota): its answer says why.
             let answer =
                 tokio::time::timeout(Duration::from_secs(2), read_msg::<NsReply>(&mut recv, MAX_CONTROL))
@@ -809,8 +809,8 @@ impl Mesh {
         let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
         let fail = |e: &dyn std::fmt::Display| ClientError::Connect(format!("upload to {addr} failed: {e}"));
         write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| fail(&e))?;
-        let mut file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
-        tokio::io::copy(&mut file, &mut send).await.map_err(|e| fail(&e))?;
+        let file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
+        transport::send_file(file, &mut send).await.map_err(|e| fail(&e))?;
         send.finish().map_err(|e| fail(&e))?;
         match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {
             Ok(Some(Response::Started)) => {

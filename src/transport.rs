@@ -280,6 +280,22 @@ impl LogBudget {
     }
 }
 
+/// How much of a model file is moved per disk read or write: one trip to the
+/// blocking pool per MiB, not per 8 KiB.
+pub const FILE_CHUNK: usize = 1 << 20;
+
+/// Copies a whole file into a stream; the number of bytes sent.
+///
+/// # Errors
+/// When the file cannot be read or the stream fails (a peer that stops it).
+pub async fn send_file(
+    file: tokio::fs::File,
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> std::io::Result<u64> {
+    let mut from = tokio::io::BufReader::with_capacity(FILE_CHUNK, file);
+    tokio::io::copy_buf(&mut from, to).await
+}
+
 #[cfg(test)]
 mod log_budget_tests {
     #[test]

@@ -314,9 +314,11 @@ impl Queue {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut file = tokio::fs::File::create(&path).await?;
+        let file = tokio::fs::File::create(&path).await?;
+        let mut file = tokio::io::BufWriter::with_capacity(crate::transport::FILE_CHUNK, file);
         let mut limited = tokio::io::AsyncReadExt::take(recv, header.size);
         let got = tokio::io::copy(&mut limited, &mut file).await?;
+        tokio::io::AsyncWriteExt::flush(&mut file).await?;
         if got != header.size {
             return Err(QueueError::Truncated { got, want: header.size });
         }
@@ -520,11 +522,11 @@ impl Queue {
             return unreached(&e);
         }
         let path = self.model_path(&job.namespace, &job.batch, job.index);
-        let mut file = match tokio::fs::File::open(&path).await {
+        let file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) => return RunEnd::Refused(format!("queued model {} is gone: {e}", path.display())),
         };
-        if let Err(e) = tokio::io::copy(&mut file, &mut send).await {
+        if let Err(e) = crate::transport::send_file(file, &mut send).await {
             return retry(&e);
         }
         if let Err(e) = send.finish() {

@@ -47,10 +47,10 @@ impl ResidentScenario {
         };
         let open = ResidentOpen { model: header.clone(), nonants: nonants.to_vec() };
         write_msg(&mut send, &Request::Resident(open)).await.map_err(|e| lost(&e))?;
-        let mut file = tokio::fs::File::open(path)
+        let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
-        tokio::io::copy(&mut file, &mut send).await.map_err(|e| lost(&e))?;
+        crate::transport::send_file(file, &mut send).await.map_err(|e| lost(&e))?;
         match read_msg::<Response>(&mut recv, MAX_CONTROL).await {
             Ok(Some(Response::Ready { quadratic, .. })) => Ok(ResidentScenario {
                 send,

@@ -580,7 +580,8 @@ async fn receive_model(
     };
     let path = shared.tmp.join(format!("job{job}.{ext}"));
     let received = async {
-        let mut file = tokio::fs::File::create(&path).await?;
+        let file = tokio::fs::File::create(&path).await?;
+        let mut file = tokio::io::BufWriter::with_capacity(crate::transport::FILE_CHUNK, file);
         let mut left = req.size;
         let mut buf = vec![0u8; 1 << 16];
         // An upload that stops moving for UPLOAD_STALL is given up (a stuck peer

@@ -44,12 +44,16 @@ def run(args, env=None, timeout=60):
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _zombie(pid):
+def _solving(pid):
+    """Whether a worker's child is alive and running a job (spare solver
+    processes waiting for one keep their executable's name)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            stat = f.read()
     except OSError:
-        return True
+        return False
+    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+    return comm == "meshsolve-job" and stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Lab:
@@ -96,14 +100,14 @@ class Lab:
         raise AssertionError(f"{n} workers did not appear within {limit} s")
 
     def solver_children(self):
-        """Solver processes (children of the workers) alive now."""
+        """Solver processes (children of the workers) running a job now."""
         kids = []
         for p in self.workers.values():
             # Each thread has its own list: the solver is a child of whichever started it.
             for task in os.listdir(f"/proc/{p.pid}/task") if os.path.isdir(f"/proc/{p.pid}/task") else []:
                 try:
                     with open(f"/proc/{p.pid}/task/{task}/children") as f:
-                        kids += [int(k) for k in f.read().split() if not _zombie(int(k))]
+                        kids += [int(k) for k in f.read().split() if _solving(int(k))]
                 except OSError:
                     pass
         return kids
