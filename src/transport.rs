@@ -284,7 +284,8 @@ impl LogBudget {
 /// blocking pool per MiB, not per 8 KiB.
 pub const FILE_CHUNK: usize = 1 << 20;
 
-/// Copies a whole file into a stream; the number of bytes sent.
+/// Copies a whole file into a stream; the number of bytes sent. A file of at
+/// most one chunk (by its length now) is read in one go.
 ///
 /// # Errors
 /// When the file cannot be read or the stream fails (a peer that stops it).
@@ -292,8 +293,30 @@ pub async fn send_file(
     file: tokio::fs::File,
     to: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> std::io::Result<u64> {
-    let mut from = tokio::io::BufReader::with_capacity(FILE_CHUNK, file);
-    tokio::io::copy_buf(&mut from, to).await
+    use std::io::Read;
+    use tokio::io::AsyncWriteExt;
+    let mut f = file.into_std().await;
+    let small = tokio::task::spawn_blocking(move || {
+        let len = f.metadata()?.len();
+        if len > FILE_CHUNK as u64 {
+            return Ok::<_, std::io::Error>(Err(f));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut bytes)?;
+        Ok(Ok(bytes))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    match small {
+        Ok(bytes) => {
+            to.write_all(&bytes).await?;
+            Ok(bytes.len() as u64)
+        }
+        Err(f) => {
+            let mut from = tokio::io::BufReader::with_capacity(FILE_CHUNK, tokio::fs::File::from_std(f));
+            tokio::io::copy_buf(&mut from, to).await
+        }
+    }
 }
 
 #[cfg(test)]

@@ -259,8 +259,10 @@ fn a_full_disk_on_a_worker_is_named() {
     let mut mesh = Mesh::new("diskfull");
     mesh.start_worker_env(&["--slots", "1", "--no-python"], &[("TMPDIR", tmp.path())]);
     mesh.wait_for_workers(1);
+    // Over 1 MiB: a model that small would go to the solver in memory.
     let big = mesh.home_path().join("big.lp");
-    std::fs::write(&big, wide_lp(20_000)).unwrap();
+    std::fs::write(&big, wide_lp(120_000)).unwrap();
+    assert!(std::fs::metadata(&big).unwrap().len() > 1 << 20);
     let out = mesh.run(&["--json", "--wait", "3s", big.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = json_of(&out)["error"].as_str().unwrap().to_string();

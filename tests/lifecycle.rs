@@ -357,6 +357,21 @@ fn spare_solver_processes_die_with_the_worker_and_a_dead_one_costs_nothing() {
         assert_eq!((r["status"].as_str(), r["attempts"].as_u64()), (Some("optimal"), Some(1)), "{r}");
     }
     wait_until(10, "spares started again", || all_children_of(wpid).len() == 2);
+    // A solver process that dies during a job (after serving others) costs that
+    // job one attempt, and nothing else.
+    let hard = hard_model(mesh.home_path());
+    let client = mesh.spawn(&["--worker", &addr, "--json", "--time-limit", "2s", hard.to_str().unwrap()]);
+    let busy = first_child(wpid);
+    let _ =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(busy as i32), nix::sys::signal::Signal::SIGKILL);
+    let out = client.wait_with_output().unwrap();
+    let v = json_of(&out);
+    assert_eq!(v["attempts"].as_u64(), Some(2), "one attempt lost to the crash: {}", show(&out));
+    let out = mesh.run(&["--worker", &addr, "--json", dir.to_str().unwrap()]);
+    for r in json_of(&out).as_array().unwrap() {
+        assert_eq!((r["status"].as_str(), r["attempts"].as_u64()), (Some("optimal"), Some(1)), "{r}");
+    }
+    wait_until(10, "spares started again", || all_children_of(wpid).len() == 2);
     // SIGTERM: the waiting spares go with the worker.
     let spares = all_children_of(wpid);
     mesh.workers[0].signal(nix::sys::signal::Signal::SIGTERM);

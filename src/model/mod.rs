@@ -434,13 +434,19 @@ pub(crate) fn perr<T>(line: usize, message: impl Into<String>) -> ParseResult<T>
 pub fn open_stream(path: &Path, gz: bool) -> Result<Box<dyn BufRead + Send>, ModelError> {
     let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io)?;
+    Ok(stream_of(Box::new(file), gz))
+}
+
+/// A model's bytes from `from` as [`open_stream`] gives them (gzip undone,
+/// capped at `MESHSOLVE_MAX_UNZIPPED_GB`).
+pub fn stream_of(from: Box<dyn Read + Send>, gz: bool) -> Box<dyn BufRead + Send> {
     let reader: Box<dyn Read + Send> = if gz {
         let gb = limit("MESHSOLVE_MAX_UNZIPPED_GB", 64);
-        Box::new(Capped { inner: flate2::read::MultiGzDecoder::new(file), left: gb << 30, gb })
+        Box::new(Capped { inner: flate2::read::MultiGzDecoder::new(from), left: gb << 30, gb })
     } else {
-        Box::new(file)
+        from
     };
-    Ok(Box::new(BufReader::with_capacity(1 << 16, reader)))
+    Box::new(BufReader::with_capacity(1 << 16, reader))
 }
 
 /// A limit from the environment (`name`, a whole number), or `default`.

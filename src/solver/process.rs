@@ -53,8 +53,8 @@ const JOBS_PER_CHILD: u32 = 1000;
 /// What the worker asks of the child.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ChildRequest {
-    /// Model file on the worker's disk.
-    pub model_path: PathBuf,
+    /// The model: a file on the worker's disk, or its bytes.
+    pub model: ModelSource,
     /// Its format.
     pub format: Format,
     /// Whether it is gzip-compressed.
@@ -67,6 +67,16 @@ pub struct ChildRequest {
     /// names. The child then stays up and answers [`Step`]s until stdin closes.
     #[serde(default)]
     pub resident: Option<Vec<String>>,
+}
+
+/// Where a solver child finds its model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ModelSource {
+    /// A file on the worker's disk (large models, resident scenarios).
+    File(PathBuf),
+    /// The model's bytes, passed with the request (small models: no temporary
+    /// file to write, read and remove).
+    Inline(serde_bytes::ByteBuf),
 }
 
 /// First answer of a resident child.
@@ -451,7 +461,7 @@ impl ResidentHost {
         let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
         // A request with `resident` set turns the child into a host.
         let hello = ChildRequest {
-            model_path: PathBuf::new(),
+            model: ModelSource::Inline(Default::default()),
             format: Format::Lp,
             gzip: false,
             solver: Available::builtin().remove(0),
@@ -560,7 +570,12 @@ struct Loaded {
 /// The solver and the model a request names.
 fn open_request(req: &ChildRequest) -> Result<(Box<dyn Solver>, model::Model), String> {
     let solver = req.solver.solver();
-    let stream = model::open_stream(&req.model_path, req.gzip).map_err(|e| e.to_string())?;
+    let stream = match &req.model {
+        ModelSource::File(path) => model::open_stream(path, req.gzip).map_err(|e| e.to_string())?,
+        ModelSource::Inline(bytes) => {
+            model::stream_of(Box::new(std::io::Cursor::new(bytes.to_vec())), req.gzip)
+        }
+    };
     let m = model::read_stream(stream, req.format, "model").map_err(|e| match e {
         model::StreamError::Io(e) => format!("cannot read model: {e}"),
         model::StreamError::Parse(p) if p.line == 0 => format!("model: {}", p.message),

@@ -28,7 +28,7 @@ use crate::protocol::{
     read_msg, write_msg, FailKind, FrameError, KillAck, Request, Response, ShutdownAck, SolveRequest,
     SolverInfo, WorkerJobs, WorkerStatus, MAX_CONTROL,
 };
-use crate::solver::process::{self, ChildRequest, RunError};
+use crate::solver::process::{self, ChildRequest, ModelSource, RunError};
 use crate::solver::Available;
 
 /// When a solver finds no licence free, the job waits this long before it
@@ -566,12 +566,33 @@ fn admit(req: &SolveRequest, shared: &Shared) -> Result<Available, Response> {
 }
 
 /// Receives the model bytes that follow a header straight to a temporary file.
+/// Models up to this size go to the solver process in its request, not through
+/// a temporary file.
+const INLINE_MODEL: u64 = 1 << 20;
+
+/// Receives a job's model: into memory when it is small and `inline` allows
+/// it, else into a private temporary file (removed when the guard drops).
 async fn receive_model(
     req: &SolveRequest,
     job: u64,
     recv: &mut quinn::RecvStream,
     shared: &Shared,
-) -> Result<TempFile, Response> {
+    inline: bool,
+) -> Result<(ModelSource, Option<TempFile>), Response> {
+    if inline && req.size <= INLINE_MODEL {
+        let mut bytes = vec![0u8; req.size as usize];
+        return match tokio::time::timeout(UPLOAD_STALL, recv.read_exact(&mut bytes)).await {
+            Ok(Ok(())) => Ok((ModelSource::Inline(serde_bytes::ByteBuf::from(bytes)), None)),
+            Ok(Err(quinn::ReadExactError::FinishedEarly(n))) => {
+                Err(failed(FailKind::Cancelled, format!("model truncated: got {n} of {} bytes", req.size)))
+            }
+            Ok(Err(e)) => Err(failed(FailKind::Cancelled, format!("model transfer failed: {e}"))),
+            Err(_) => Err(failed(
+                FailKind::Cancelled,
+                format!("model transfer failed: no model bytes for {} s", UPLOAD_STALL.as_secs()),
+            )),
+        };
+    }
     let ext = match (req.format, req.gzip) {
         (crate::model::Format::Lp, false) => "lp",
         (crate::model::Format::Lp, true) => "lp.gz",
@@ -607,7 +628,7 @@ async fn receive_model(
     .await;
     let guard = TempFile(path);
     match received {
-        Ok(n) if n == req.size => Ok(guard),
+        Ok(n) if n == req.size => Ok((ModelSource::File(guard.0.clone()), Some(guard))),
         Ok(n) => Err(failed(FailKind::Cancelled, format!("model truncated: got {n} of {} bytes", req.size))),
         Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
             let msg = format!(
@@ -734,11 +755,10 @@ async fn solve(
         let Some(_room) = room else {
             return failed(FailKind::Unavailable, "worker is shutting down");
         };
-        let guard = match receive_model(&req, job, recv, shared).await {
+        let (model, guard) = match receive_model(&req, job, recv, shared, true).await {
             Ok(g) => g,
             Err(r) => return r,
         };
-        let path = guard.0.clone();
         let Some(permit) = take_slot(&solver_name, shared).await else {
             return failed(FailKind::Unavailable, "worker is shutting down");
         };
@@ -755,7 +775,7 @@ async fn solve(
         info!(solver = %solver.label(), "solving");
         shared.board.running(job);
         let child = ChildRequest {
-            model_path: path.clone(),
+            model,
             format: req.format,
             gzip: req.gzip,
             solver,
@@ -873,9 +893,9 @@ async fn resident(
     let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("scenario", id = job, model = %open.model.name);
     async {
-        let guard = receive_model(&open.model, job, recv, shared).await?;
+        let (model, guard) = receive_model(&open.model, job, recv, shared, false).await?;
         let child = ChildRequest {
-            model_path: guard.0.clone(),
+            model,
             format: open.model.format,
             gzip: open.model.gzip,
             solver,
