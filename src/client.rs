@@ -621,8 +621,7 @@ impl Mesh {
             self.open(ad).await.map_err(|e| JobFailure::Unreached(e.to_string()))?;
         let retry = |e: &dyn std::fmt::Display| JobFailure::Retry(format!("{e}"));
         write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| retry(&e))?;
-        let file = tokio::fs::File::open(path)
-            .await
+        let file = std::fs::File::open(path)
             .map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
         if let Err(e) = transport::send_file(file, &mut send).await {
             // The worker may have stopped the upload itself (no space left, too
@@ -724,7 +723,7 @@ impl Mesh {
         write_msg(&mut send, &Request::Submit { batch: batch.to_string(), model: header.clone() })
             .await
             .map_err(|e| fail(&e))?;
-        let file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
+        let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
         if let Err(e) = transport::send_file(file, &mut send).await {
             // The name server may have refused it mid-upload (its quota): its answer says why.
             let answer =
@@ -809,7 +808,7 @@ impl Mesh {
         let Stream { mut send, mut recv, addr, .. } = self.open(ad).await?;
         let fail = |e: &dyn std::fmt::Display| ClientError::Connect(format!("upload to {addr} failed: {e}"));
         write_msg(&mut send, &Request::Solve(header.clone())).await.map_err(|e| fail(&e))?;
-        let file = tokio::fs::File::open(path).await.map_err(|e| fail(&e))?;
+        let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
         transport::send_file(file, &mut send).await.map_err(|e| fail(&e))?;
         send.finish().map_err(|e| fail(&e))?;
         match read_msg::<Response>(&mut recv, MAX_RESPONSE).await {
@@ -866,11 +865,16 @@ impl Mesh {
     }
 }
 
-/// Reads a model file (off the async threads) to check it, then drops it.
+/// Reads a model file to check it, then drops it: off the async threads,
+/// unless it is small enough to read in a few microseconds (a trip to the
+/// blocking pool would cost more).
 ///
 /// # Errors
 /// [`ClientError::Model`] with the file, line and what was expected.
 pub async fn check_model(path: &Path, format: Option<Format>) -> Result<(), ClientError> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() <= transport::INLINE_READ) {
+        return Ok(model::read_file(path, format).map(|_| ())?);
+    }
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || model::read_file(&p, format).map(|_| ()))
         .await

@@ -284,39 +284,31 @@ impl LogBudget {
 /// blocking pool per MiB, not per 8 KiB.
 pub const FILE_CHUNK: usize = 1 << 20;
 
-/// Copies a whole file into a stream; the number of bytes sent. A file of at
-/// most one chunk (by its length now) is read in one go.
+/// Files up to this size are read on the calling async thread: from the page
+/// cache that takes microseconds, less than a trip to the blocking pool.
+pub const INLINE_READ: u64 = 256 << 10;
+
+/// Copies a whole file into a stream; the number of bytes sent. A small file
+/// (by its length now) is read in one go, a large one in [`FILE_CHUNK`]s off
+/// the async threads.
 ///
 /// # Errors
 /// When the file cannot be read or the stream fails (a peer that stops it).
 pub async fn send_file(
-    file: tokio::fs::File,
+    mut file: std::fs::File,
     to: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> std::io::Result<u64> {
     use std::io::Read;
     use tokio::io::AsyncWriteExt;
-    let mut f = file.into_std().await;
-    let small = tokio::task::spawn_blocking(move || {
-        let len = f.metadata()?.len();
-        if len > FILE_CHUNK as u64 {
-            return Ok::<_, std::io::Error>(Err(f));
-        }
+    let len = file.metadata()?.len();
+    if len <= INLINE_READ {
         let mut bytes = Vec::with_capacity(len as usize);
-        f.read_to_end(&mut bytes)?;
-        Ok(Ok(bytes))
-    })
-    .await
-    .map_err(std::io::Error::other)??;
-    match small {
-        Ok(bytes) => {
-            to.write_all(&bytes).await?;
-            Ok(bytes.len() as u64)
-        }
-        Err(f) => {
-            let mut from = tokio::io::BufReader::with_capacity(FILE_CHUNK, tokio::fs::File::from_std(f));
-            tokio::io::copy_buf(&mut from, to).await
-        }
+        file.read_to_end(&mut bytes)?;
+        to.write_all(&bytes).await?;
+        return Ok(bytes.len() as u64);
     }
+    let mut from = tokio::io::BufReader::with_capacity(FILE_CHUNK, tokio::fs::File::from_std(file));
+    tokio::io::copy_buf(&mut from, to).await
 }
 
 #[cfg(test)]

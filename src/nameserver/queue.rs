@@ -522,7 +522,7 @@ impl Queue {
             return unreached(&e);
         }
         let path = self.model_path(&job.namespace, &job.batch, job.index);
-        let file = match tokio::fs::File::open(&path).await {
+        let file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) => return RunEnd::Refused(format!("queued model {} is gone: {e}", path.display())),
         };

@@ -47,8 +47,7 @@ impl ResidentScenario {
         };
         let open = ResidentOpen { model: header.clone(), nonants: nonants.to_vec() };
         write_msg(&mut send, &Request::Resident(open)).await.map_err(|e| lost(&e))?;
-        let file = tokio::fs::File::open(path)
-            .await
+        let file = std::fs::File::open(path)
             .map_err(|e| JobFailure::Rejected(format!("cannot open {}: {e}", path.display())))?;
         crate::transport::send_file(file, &mut send).await.map_err(|e| lost(&e))?;
         match read_msg::<Response>(&mut recv, MAX_CONTROL).await {

@@ -1033,7 +1033,9 @@ impl Shared {
     }
 }
 
-/// Default slot count: the number of cores.
+/// Default slot count: the number of cores (asked once: the answer comes from
+/// cgroup files, and every job's thread cap uses it).
 pub fn default_slots() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    static CORES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
 }
