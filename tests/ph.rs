@@ -122,6 +122,80 @@ fn a_worker_killed_mid_run_does_not_change_the_answer() {
     assert!(reloaded > 0, "the lost worker's scenarios must be loaded elsewhere");
 }
 
+/// `--bundle K` solves K scenarios together: the same answer as the extensive
+/// form, reached in fewer iterations than without bundles; one bundle holding
+/// every scenario is the extensive form itself (no iteration needed).
+#[test]
+fn bundles_give_the_same_answer_in_fewer_iterations() {
+    let mut mesh = Mesh::new("phbundle");
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.wait_for_workers(2);
+    let dir = mesh.home_path().join("f30");
+    meshsolve::ph::farmer::write(&dir, 30).unwrap();
+    let spec = dir.join("farmer.toml");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["ph", spec.to_str().unwrap(), "--json", "--quiet", "--max-iters", "500"];
+        args.extend_from_slice(extra);
+        let out = mesh.run(&args);
+        assert_eq!(out.status.code(), Some(0), "converges: {}", show(&out));
+        json_of(&out)
+    };
+    let plain = run(&[]);
+    let bundled = run(&["--bundle", "5"]);
+    assert_eq!((bundled["scenarios"].as_u64(), bundled["bundles"].as_u64()), (Some(30), Some(6)));
+    for v in [&plain, &bundled] {
+        let e = v["expected_cost"].as_f64().unwrap();
+        assert!(close(e, -131722.2106, 1e-6), "expected cost {e} against the extensive form");
+        let lb = v["lagrangian_bound"].as_f64().unwrap();
+        assert!(lb <= -131722.2106 + 1e-3 && close(lb, -131722.2106, 1e-4), "Lagrangian bound {lb}");
+    }
+    let (a, b) = (plain["iterations"].as_u64().unwrap(), bundled["iterations"].as_u64().unwrap());
+    assert!(b < a, "bundles of 5 took {b} iterations, single scenarios {a}");
+    let whole = run(&["--bundle", "30"]);
+    assert_eq!(whole["iterations"].as_u64(), Some(0), "{whole}");
+    assert!(close(whole["expected_cost"].as_f64().unwrap(), -131722.2106, 1e-6), "{whole}");
+    // The report says what was solved.
+    let out = mesh.run(&["ph", spec.to_str().unwrap(), "--quiet", "--bundle", "10"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("30 scenarios in 3 bundles"), "{}", show(&out));
+
+    // --plot draws the run: a valid SVG and a valid PNG; another extension is a usage error.
+    let out = mesh.run(&["ph", spec.to_str().unwrap(), "--plot", "run.pdf"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".svg or .png"), "{}", show(&out));
+    if let Err(e) = meshsolve::ph::plot::check(std::path::Path::new("x.svg")) {
+        prerequisite_missing(&format!("a TrueType font for the plot's labels: {e}"));
+        return;
+    }
+    let svg = mesh.home_path().join("run.svg");
+    let png = mesh.home_path().join("run.png");
+    for file in [&svg, &png] {
+        let out = mesh.run(&[
+            "ph",
+            spec.to_str().unwrap(),
+            "--quiet",
+            "--bundle",
+            "10",
+            "--plot",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.trim_start().starts_with("<svg") && text.trim_end().ends_with("</svg>"), "not an SVG");
+    for label in ["convergence", "bounds", "relative gap", "30 scenarios in 3 bundles"] {
+        assert!(text.contains(label), "the SVG says `{label}`");
+    }
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let (w, h) = (
+        u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+        u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (1000, 900));
+}
+
 /// A worker that stays connected but whose steps never come back (its solver
 /// processes are stopped) is declared stuck after `--step-patience`, and its
 /// scenarios move: the run ends with the same answer.

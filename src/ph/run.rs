@@ -58,6 +58,11 @@ pub struct PhOptions {
     /// The least time a step gets before its worker counts as stuck (a step also
     /// gets 20 times its scenario's slowest step); the scenario then moves.
     pub step_patience: std::time::Duration,
+    /// Scenarios per subproblem ([`super::bundle`]); 1 solves each alone.
+    pub bundle: usize,
+    /// Also compute the expected cost of x̄ (an upper bound when minimising)
+    /// whenever the Lagrangian bound is computed, for the history (a plot).
+    pub track_upper: bool,
 }
 
 impl Default for PhOptions {
@@ -75,6 +80,8 @@ impl Default for PhOptions {
             time_limit: None,
             max_attempts: 4,
             step_patience: std::time::Duration::from_secs(60),
+            bundle: 1,
+            track_upper: false,
         }
     }
 }
@@ -86,8 +93,11 @@ pub struct PhIteration {
     pub iter: usize,
     /// Mean |x_s − x̄| over scenarios (probability-weighted) and first-stage variables.
     pub conv: f64,
-    /// Best lower bound so far (trivial or Lagrangian).
+    /// Best lower bound so far (trivial or Lagrangian; an upper bound when maximising).
     pub bound: f64,
+    /// Best expected cost of an x̄ so far (the other side of the gap), when
+    /// tracked ([`PhOptions::track_upper`]).
+    pub upper: Option<f64>,
     /// Seconds since the start.
     pub seconds: f64,
     /// Bytes sent to workers during this iteration.
@@ -103,6 +113,9 @@ pub struct PhResult {
     pub name: String,
     /// Number of scenarios.
     pub scenarios: usize,
+    /// Number of subproblems solved per iteration (scenario bundles; the
+    /// number of scenarios without `--bundle`).
+    pub bundles: usize,
     /// Consensus first-stage values x̄.
     pub xbar: Vec<(String, f64)>,
     /// Expected cost of x̄ with the first stage fixed in every scenario (an upper
@@ -494,6 +507,18 @@ pub async fn run(
     mut progress: impl FnMut(&PhIteration),
 ) -> Result<PhResult, PhError> {
     let start = Instant::now();
+    let all = spec.scenarios.len();
+    let bundled = if opts.bundle > 1 {
+        let (s, k) = (spec.clone(), opts.bundle);
+        let b = tokio::task::spawn_blocking(move || super::bundle::bundle(&s, k))
+            .await
+            .map_err(|e| PhError::Invalid(format!("bundling failed: {e}")))?
+            .map_err(|e| PhError::Invalid(e.to_string()))?;
+        Some(b)
+    } else {
+        None
+    };
+    let spec = bundled.as_ref().map_or(spec, |b| &b.spec);
     let (scenarios, nonants, sense) = load_scenarios(spec, opts).await?;
     let sign = if sense == Sense::Maximize { -1.0 } else { 1.0 };
     let default_rho = opts.rho.or(spec.rho).unwrap_or(1.0);
@@ -510,11 +535,12 @@ pub async fn run(
     };
     let n = d.n();
     let mut history = Vec::new();
-    let mut record = |iter, conv, bound: f64, bytes, loaded| {
+    let mut record = |iter, conv, bound: f64, upper: Option<f64>, bytes, loaded| {
         let it = PhIteration {
             iter,
             conv,
             bound: sign * bound,
+            upper: upper.map(|u| sign * u),
             seconds: start.elapsed().as_secs_f64(),
             bytes,
             loaded,
@@ -535,10 +561,12 @@ pub async fn run(
         x.iter().map(|xs| (0..n).map(|i| d.rho[i] * (xs[i] - xbar[i])).collect()).collect();
     let mut conv = d.conv(&x, &xbar);
     let mut best_bound = trivial;
-    record(0, conv, best_bound, s0.bytes, s0.loaded);
+    let mut best_upper: Option<f64> = None;
+    record(0, conv, best_bound, None, s0.bytes, s0.loaded);
 
     let mut iter = 0;
-    let mut lagrangian = f64::NEG_INFINITY;
+    // Iteration 0 is the Lagrangian bound with W = 0 (the wait-and-see bound).
+    let mut lagrangian = trivial;
     let mut converged = conv < opts.threshold;
     while !converged && iter < opts.max_iters {
         iter += 1;
@@ -565,8 +593,13 @@ pub async fn run(
             bytes += b;
             lagrangian = lagrangian.max(l);
             best_bound = best_bound.max(l);
+            if opts.track_upper {
+                if let Some(u) = d.expected_cost(&xbar).await? {
+                    best_upper = Some(best_upper.map_or(u, |b: f64| b.min(u)));
+                }
+            }
         }
-        record(iter, conv, best_bound, bytes, s.loaded);
+        record(iter, conv, best_bound, best_upper, bytes, s.loaded);
     }
     let expected = d.expected_cost(&xbar).await?;
     for r in d.residents.into_iter().flatten() {
@@ -576,7 +609,8 @@ pub async fn run(
     info!(iterations = iter, converged, "PH done");
     Ok(PhResult {
         name: spec.name.clone(),
-        scenarios: d.scenarios.len(),
+        scenarios: all,
+        bundles: d.scenarios.len(),
         xbar: d.nonants.iter().cloned().zip(xbar).collect(),
         expected_cost: expected.map(|e| sign * e),
         trivial_bound: sign * trivial,

@@ -273,6 +273,14 @@ pub(crate) struct PhArgs {
     /// scenario moves to another worker (a step also gets 20 times its slowest so far).
     #[arg(long, default_value = "60s", value_parser = cli::parse_duration)]
     pub(crate) step_patience: Duration,
+    /// Solve every K consecutive scenarios together as one subproblem (their extensive
+    /// form): fewer, larger solves and fewer iterations, the same answer.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) bundle: u32,
+    /// Draw convergence, the bounds and the gap per iteration into FILE (.svg or .png);
+    /// the expected cost of x̄ is then also computed at every bound iteration.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) plot: Option<PathBuf>,
     /// Also solve the extensive form of the same SPEC on the mesh, for comparison.
     #[arg(long)]
     pub(crate) ef: bool,

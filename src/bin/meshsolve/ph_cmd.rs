@@ -31,6 +31,14 @@ pub(crate) async fn ph(m: &MeshConfig, a: PhArgs) -> anyhow::Result<u8> {
     if a.max_iters == 0 {
         return Err(crate::cli::Usage("--max-iters must be at least 1".into()).into());
     }
+    if let Some(path) = &a.plot {
+        match meshsolve::ph::plot::check(path) {
+            Err(e @ meshsolve::ph::plot::PlotError::Format(_)) => {
+                return Err(crate::cli::Usage(e.to_string()).into())
+            }
+            other => other?,
+        }
+    }
     let spec = PhSpec::load(&a.spec, &a.first_stage)?;
     let opts = PhOptions {
         rho: a.rho,
@@ -44,14 +52,21 @@ pub(crate) async fn ph(m: &MeshConfig, a: PhArgs) -> anyhow::Result<u8> {
         solver: a.solver.clone(),
         time_limit: a.time_limit.map(|d| d.as_secs_f64()),
         step_patience: a.step_patience,
+        bundle: a.bundle as usize,
+        track_upper: a.plot.is_some(),
         ..Default::default()
     };
     let mesh = Arc::new(Mesh::connect(m.client.clone()).await?);
     let found = mesh.wait_for_workers(a.solver.as_deref(), m.wait).await?;
     let slots: u32 = found.iter().map(|w| w.slots).sum();
     if !a.quiet {
+        let bundles = if a.bundle > 1 {
+            format!(" in {} bundles of up to {}", spec.scenarios.len().div_ceil(a.bundle as usize), a.bundle)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "ph: {} scenarios of `{}` on {} worker(s), {slots} slot(s)",
+            "ph: {} scenarios of `{}`{bundles} on {} worker(s), {slots} slot(s)",
             spec.scenarios.len(),
             spec.name,
             found.len()
@@ -68,6 +83,12 @@ pub(crate) async fn ph(m: &MeshConfig, a: PhArgs) -> anyhow::Result<u8> {
         }
     })
     .await?;
+    if let Some(path) = &a.plot {
+        meshsolve::ph::plot::plot(&result, a.threshold, path)?;
+        if !a.quiet {
+            eprintln!("ph: plot written to {}", path.display());
+        }
+    }
     let ef = if a.ef {
         let r = meshsolve::ph::extensive::solve_extensive(&mesh, &spec, a.solver.clone()).await?;
         Some((r.status, r.objective, r.seconds, r.worker))
@@ -84,7 +105,14 @@ pub(crate) async fn ph(m: &MeshConfig, a: PhArgs) -> anyhow::Result<u8> {
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{}: progressive hedging, {} scenarios", result.name, result.scenarios);
+        if result.bundles < result.scenarios {
+            println!(
+                "{}: progressive hedging, {} scenarios in {} bundles",
+                result.name, result.scenarios, result.bundles
+            );
+        } else {
+            println!("{}: progressive hedging, {} scenarios", result.name, result.scenarios);
+        }
         println!(
             "  {} after {} iterations ({:.2} s), proximal term {}",
             if result.converged { "converged" } else { "stopped at the iteration cap" },
