@@ -143,8 +143,9 @@ fn bundles_give_the_same_answer_in_fewer_iterations() {
     };
     let plain = run(&[]);
     let bundled = run(&["--bundle", "5"]);
+    let adaptive = run(&["--bundle", "5", "--rho-strategy", "adaptive"]);
     assert_eq!((bundled["scenarios"].as_u64(), bundled["bundles"].as_u64()), (Some(30), Some(6)));
-    for v in [&plain, &bundled] {
+    for v in [&plain, &bundled, &adaptive] {
         let e = v["expected_cost"].as_f64().unwrap();
         assert!(close(e, -131722.2106, 1e-6), "expected cost {e} against the extensive form");
         let lb = v["lagrangian_bound"].as_f64().unwrap();
@@ -194,6 +195,33 @@ fn bundles_give_the_same_answer_in_fewer_iterations() {
         u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
     );
     assert_eq!((w, h), (1000, 900));
+}
+
+/// A stochastic MIP (capacitated facility location, binary first stage): PH's
+/// answer is a first stage every scenario can use, whose expected cost is
+/// within 1 % of the extensive form's optimum, and its Lagrangian bound is below.
+#[test]
+fn a_stochastic_mip_is_solved_within_one_percent() {
+    let mut mesh = Mesh::new("phmip");
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.start_worker(&["--slots", "1"]);
+    mesh.wait_for_workers(2);
+    let dir = mesh.home_path().join("fac");
+    let size = meshsolve::ph::facility::Size { facilities: 6, customers: 12, scenarios: 5, seed: 1 };
+    meshsolve::ph::facility::write(&dir, size).unwrap();
+    let spec = dir.join("facility.toml");
+    let out = mesh.run(&["ph", spec.to_str().unwrap(), "--ef", "--json", "--quiet", "--max-iters", "100"]);
+    assert!(matches!(out.status.code(), Some(0) | Some(5)), "{}", show(&out));
+    let v = json_of(&out);
+    let ef = v["ef"]["objective"].as_f64().unwrap();
+    let upper = v["expected_cost"].as_f64().expect("a first stage every scenario can take");
+    let lower = v["lagrangian_bound"].as_f64().unwrap();
+    assert!(upper >= ef - 1e-6 && upper <= ef * 1.01, "PH {upper} against the extensive form {ef}");
+    assert!(lower <= ef + 1e-6, "Lagrangian bound {lower} above the optimum {ef}");
+    for (name, x) in v["xbar"].as_object().unwrap() {
+        let x = x.as_f64().unwrap();
+        assert!(x == 0.0 || x == 1.0, "{name} = {x}: the first stage is binary");
+    }
 }
 
 /// A worker that stays connected but whose steps never come back (its solver

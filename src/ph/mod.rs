@@ -3,6 +3,7 @@
 pub mod augment;
 pub mod bundle;
 pub mod extensive;
+pub mod facility;
 pub mod farmer;
 pub mod plot;
 pub mod resident;

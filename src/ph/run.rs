@@ -139,6 +139,12 @@ pub struct PhResult {
     pub history: Vec<PhIteration>,
 }
 
+/// Iterations of agreement after which an integer first-stage variable is held.
+const FIX_AFTER: usize = 5;
+
+/// How much larger ρ grows on a held integer first-stage variable.
+const FIX_WEIGHT: f64 = 100.0;
+
 /// PH errors.
 #[derive(Debug, thiserror::Error)]
 pub enum PhError {
@@ -295,8 +301,9 @@ async fn run_step(
 async fn load_scenarios(
     spec: &PhSpec,
     opts: &PhOptions,
-) -> Result<(Vec<Arc<Scenario>>, Vec<String>, Sense), PhError> {
+) -> Result<(Vec<Arc<Scenario>>, Vec<String>, Vec<bool>, Sense), PhError> {
     let mut nonants: Option<Vec<String>> = None;
+    let mut integer: Vec<bool> = Vec::new();
     let mut sense = Sense::Minimize;
     let mut scenarios = Vec::new();
     for (k, (path, prob)) in spec.scenarios.iter().enumerate() {
@@ -307,6 +314,15 @@ async fn load_scenarios(
             .map_err(|e| PhError::Invalid(e.to_string()))?
             .map_err(|e| PhError::Invalid(e.to_string()))?;
         let names = spec.first_stage_of(m.cols.iter().map(|c| c.name.as_str()));
+        // A first-stage variable is integer if it is in any scenario.
+        let int_of = |n: &String| m.cols.iter().any(|c| &c.name == n && c.integer);
+        if integer.is_empty() {
+            integer = names.iter().map(int_of).collect();
+        } else if integer.len() == names.len() {
+            for (flag, n) in integer.iter_mut().zip(&names) {
+                *flag |= int_of(n);
+            }
+        }
         match &nonants {
             None => {
                 if names.is_empty() {
@@ -342,7 +358,7 @@ async fn load_scenarios(
         let header = Mesh::header(path, &job).map_err(|e| PhError::Invalid(e.to_string()))?;
         scenarios.push(Arc::new(Scenario { path: path.clone(), prob: *prob, header }));
     }
-    Ok((scenarios, nonants.unwrap_or_default(), sense))
+    Ok((scenarios, nonants.unwrap_or_default(), integer, sense))
 }
 
 /// The state PH carries between steps: the scenarios, where each is resident,
@@ -358,6 +374,8 @@ struct Driver<'a> {
     residents: Vec<Option<ResidentScenario>>,
     /// Whether every proximal term so far was quadratic.
     quadratic: bool,
+    /// Which first-stage variables are integer (a stochastic MIP).
+    integer: Vec<bool>,
 }
 
 /// Every scenario's answer to one step, with the bytes sent and the scenarios (re)loaded.
@@ -435,6 +453,30 @@ impl Driver<'_> {
         (0..self.n()).map(|i| x.iter().zip(&self.probs).map(|(xs, p)| p * xs[i]).sum()).collect()
     }
 
+    /// Fixing for stochastic MIPs: an integer first-stage variable on whose value
+    /// every scenario has agreed for [`FIX_AFTER`] iterations in a row gets a ρ
+    /// [`FIX_WEIGHT`] times larger, which holds it there (a soft fix: a scenario
+    /// that needs another value can still move it, at a price).
+    fn fix_agreed(&mut self, x: &[Vec<f64>], agreed: &mut [usize]) {
+        for i in 0..self.n() {
+            if !self.integer[i] {
+                continue;
+            }
+            let first = x.first().map_or(0.0, |xs| xs[i].round());
+            if x.iter().all(|xs| (xs[i] - first).abs() < 1e-6) {
+                agreed[i] += 1;
+                if agreed[i] == FIX_AFTER {
+                    self.rho[i] *= FIX_WEIGHT;
+                }
+            } else {
+                if agreed[i] >= FIX_AFTER {
+                    self.rho[i] /= FIX_WEIGHT;
+                }
+                agreed[i] = 0;
+            }
+        }
+    }
+
     /// Residual balancing: the primal residual (how far the scenarios are from x̄)
     /// against the dual one (how far x̄ moved, times ρ), over every variable.
     fn balance_rho(&mut self, x: &[Vec<f64>], xbar: &[f64], previous: &[f64]) {
@@ -480,8 +522,17 @@ impl Driver<'_> {
     }
 
     /// The expected cost of x̄, first stage fixed in every scenario (`None` if infeasible somewhere).
+    /// x̄ with its integer first-stage variables rounded: a first stage every
+    /// scenario can be solved with.
+    fn implementable(&self, xbar: &[f64]) -> Vec<f64> {
+        xbar.iter().zip(&self.integer).map(|(v, int)| if *int { v.round() } else { *v }).collect()
+    }
+
+    /// The expected cost of x̄ (its integer parts rounded) with the first stage
+    /// fixed in every scenario; `None` when some scenario cannot take it.
     async fn expected_cost(&mut self, xbar: &[f64]) -> Result<Option<f64>, PhError> {
-        let s = self.sweep(StepMode::Fixed, None, xbar).await?;
+        let fixed = self.implementable(xbar);
+        let s = self.sweep(StepMode::Fixed, None, &fixed).await?;
         let mut expected = Some(0.0);
         for (k, r) in s.replies.iter().enumerate() {
             match (r.status, r.objective, expected) {
@@ -519,7 +570,7 @@ pub async fn run(
         None
     };
     let spec = bundled.as_ref().map_or(spec, |b| &b.spec);
-    let (scenarios, nonants, sense) = load_scenarios(spec, opts).await?;
+    let (scenarios, nonants, integer, sense) = load_scenarios(spec, opts).await?;
     let sign = if sense == Sense::Maximize { -1.0 } else { 1.0 };
     let default_rho = opts.rho.or(spec.rho).unwrap_or(1.0);
     let mut d = Driver {
@@ -532,6 +583,7 @@ pub async fn run(
         nonants: Arc::new(nonants),
         place: Arc::new(Mutex::new(Placement::default())),
         quadratic: true,
+        integer,
     };
     let n = d.n();
     let mut history = Vec::new();
@@ -562,6 +614,10 @@ pub async fn run(
     let mut conv = d.conv(&x, &xbar);
     let mut best_bound = trivial;
     let mut best_upper: Option<f64> = None;
+    let mip = d.integer.iter().any(|i| *i);
+    // Iterations every scenario has agreed on each integer first-stage variable.
+    let mut agreed = vec![0usize; n];
+    let mut incumbent: Vec<f64> = Vec::new();
     record(0, conv, best_bound, None, s0.bytes, s0.loaded);
 
     let mut iter = 0;
@@ -585,6 +641,7 @@ pub async fn run(
         if opts.rho_strategy == RhoStrategy::Adaptive {
             d.balance_rho(&x, &xbar, &previous);
         }
+        d.fix_agreed(&x, &mut agreed);
         conv = d.conv(&x, &xbar);
         converged = conv < opts.threshold;
         let mut bytes = s.bytes;
@@ -593,15 +650,26 @@ pub async fn run(
             bytes += b;
             lagrangian = lagrangian.max(l);
             best_bound = best_bound.max(l);
-            if opts.track_upper {
+            // A stochastic MIP keeps its best first stage so far (the incumbent).
+            if opts.track_upper || mip {
                 if let Some(u) = d.expected_cost(&xbar).await? {
-                    best_upper = Some(best_upper.map_or(u, |b: f64| b.min(u)));
+                    if best_upper.is_none_or(|b| u < b) {
+                        best_upper = Some(u);
+                        incumbent = d.implementable(&xbar);
+                    }
                 }
             }
         }
         record(iter, conv, best_bound, best_upper, bytes, s.loaded);
     }
-    let expected = d.expected_cost(&xbar).await?;
+    let mut expected = d.expected_cost(&xbar).await?;
+    let mut xbar = d.implementable(&xbar);
+    if let (Some(b), true) = (best_upper, mip) {
+        if expected.is_none_or(|e| b < e) {
+            expected = Some(b);
+            xbar = incumbent;
+        }
+    }
     for r in d.residents.into_iter().flatten() {
         r.close();
     }
