@@ -27,7 +27,7 @@
 //! | 4 | `client` | `Mesh`: the workers of a namespace, connections and relays, one request each |
 //! | 4 | `nameserver` | the `meshns` service: leases, relay, the detached-job queue |
 //! | 5 | `dispatch` | `Queue`: jobs over the mesh with retries, progress events, `wait_any`/`wait_all` |
-//! | 6 | `ph` | progressive hedging: spec, resident scenarios, the algorithm, the extensive form |
+//! | 6 | `ph` | progressive hedging: spec, resident scenarios, the algorithm, bundles, the extensive form, the plot, generators |
 //!
 //! Every task a module spawns has an owner that cancels and awaits it: a
 //! `TaskTracker` or `JoinSet` held by the service, the `Mesh`, the `Queue` or
