@@ -385,3 +385,69 @@ fn spare_solver_processes_die_with_the_worker_and_a_dead_one_costs_nothing() {
     mesh.workers[1].signal(nix::sys::signal::Signal::SIGKILL);
     wait_until(5, "spares gone after SIGKILL", || spares.iter().all(|p| !alive(*p)));
 }
+
+/// `meshsolve top` in a real pseudo-terminal (tmux): it shows the workers and
+/// the job running on them, follows a worker that joins, and leaves on `q`
+/// with exit code 0.
+#[test]
+fn top_shows_workers_and_jobs_live_and_quits_on_q() {
+    let Some(tmux) = which("tmux") else {
+        prerequisite_missing("tmux, to run `meshsolve top` in a pseudo-terminal");
+        return;
+    };
+    let mut mesh = Mesh::new("top");
+    mesh.start_worker(&["--slots", "1", "--no-python"]);
+    let first = mesh.wait_for_workers(1)[0]["name"].as_str().unwrap().to_string();
+    let hard = hard_model(mesh.home_path());
+    let mut solve = mesh.spawn(&["--time-limit", "30s", hard.to_str().unwrap()]);
+    let socket = format!("meshsolve-{}", mesh.ns);
+    let exit_file = mesh.home_path().join("top.exit");
+    let script = format!(
+        "env MESHSOLVE_HOME='{}' MESHSOLVE_NAMESPACE='{}' MESHSOLVE_INTERFACE=lo '{}' top --interval 300ms; echo EXIT=$? > '{}'; sleep 60",
+        mesh.home_path().display(),
+        mesh.ns,
+        env!("CARGO_BIN_EXE_meshsolve"),
+        exit_file.display()
+    );
+    let tm = |args: &[&str]| {
+        std::process::Command::new(&tmux).arg("-L").arg(&socket).args(args).output().expect("run tmux")
+    };
+    struct Server(Box<dyn Fn()>);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let (t2, s2) = (tmux.clone(), socket.clone());
+    let _server = Server(Box::new(move || {
+        let _ = std::process::Command::new(&t2).args(["-L", &s2, "kill-server"]).output();
+    }));
+    let out = tm(&["new-session", "-d", "-s", "top", "-x", "160", "-y", "30", &script]);
+    assert!(out.status.success(), "tmux: {}", show(&out));
+    let pane = || String::from_utf8_lossy(&tm(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned();
+    let mut last = String::new();
+    wait_until(20, "top shows the worker and its running job", || {
+        last = pane();
+        last.contains(&first) && last.contains("running") && last.contains("1/1")
+    });
+    assert!(last.contains("1 worker(s)"), "{last}");
+    // A worker that joins appears.
+    mesh.start_worker(&["--slots", "1", "--no-python"]);
+    wait_until(20, "top shows the second worker", || {
+        last = pane();
+        last.contains("2 worker(s)")
+    });
+    tm(&["send-keys", "-t", "top", "q"]);
+    wait_until(10, "top exits on q", || {
+        std::fs::read_to_string(&exit_file).is_ok_and(|s| s.contains("EXIT="))
+    });
+    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "EXIT=0");
+    // The terminal is given back: the alternate screen is gone.
+    assert!(!pane().contains("meshsolve top"), "{}", pane());
+    let _ = solve.kill();
+    let _ = solve.wait();
+    // Without a terminal it says what to use instead.
+    let out = mesh.run(&["top"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("meshsolve ps --json"), "{}", show(&out));
+}

@@ -361,6 +361,15 @@ pub struct WorkerStatus {
     pub busy: u32,
     /// Whether it is draining (shutting down, taking no new jobs).
     pub draining: bool,
+    /// Jobs it answered since it started (a solution, or infeasible, unbounded...).
+    #[serde(default)]
+    pub done: u64,
+    /// Jobs that ended without an answer since it started (failed, cancelled).
+    #[serde(default)]
+    pub failed: u64,
+    /// Its licence pools (solver, server, seats), as in its advert.
+    #[serde(default)]
+    pub pools: Vec<PoolInfo>,
 }
 
 /// Name server replies.

@@ -23,6 +23,8 @@ struct Live {
 #[derive(Default)]
 pub(crate) struct Board {
     inner: Mutex<(BTreeMap<u64, Live>, VecDeque<JobView>)>,
+    /// Jobs ended with an answer, and without one, since the worker started.
+    counts: Mutex<(u64, u64)>,
 }
 
 impl Board {
@@ -57,6 +59,13 @@ impl Board {
         let Some(l) = b.0.remove(&id) else { return };
         let mut view = l.view;
         view.phase = if ok { JobPhase::Done } else { JobPhase::Failed };
+        if let Ok(mut c) = self.counts.lock() {
+            if ok {
+                c.0 += 1;
+            } else {
+                c.1 += 1;
+            }
+        }
         view.seconds = l.since.elapsed().as_secs_f64();
         view.outcome = Some(outcome);
         b.1.push_front(view);
@@ -74,6 +83,11 @@ impl Board {
             out.extend(b.1.iter().cloned());
         }
         out
+    }
+
+    /// Jobs ended with an answer, and without one, since the worker started.
+    pub fn counts(&self) -> (u64, u64) {
+        self.counts.lock().map(|c| *c).unwrap_or_default()
     }
 
     /// Cancels job `id`; whether it was here.

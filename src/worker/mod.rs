@@ -441,6 +441,9 @@ async fn handle_stream(
                 slots: shared.cfg.slots,
                 busy: (shared.cfg.slots as usize - shared.slots.available_permits()) as u32,
                 draining: shared.stop.is_cancelled(),
+                done: shared.board.counts().0,
+                failed: shared.board.counts().1,
+                pools: shared.ad.lock().map(|a| a.pools.clone()).unwrap_or_default(),
             };
             write_msg(&mut send, &st).await?;
         }

@@ -191,6 +191,14 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of your namespace on the terminal: per worker the slots busy, solvers,
+    /// licence pools, jobs done and failed, then the jobs running and waiting. Works over
+    /// ssh; q, Esc or Ctrl-C quits.
+    Top {
+        /// How often to refresh.
+        #[arg(long, default_value = "1s", value_parser = cli::parse_duration)]
+        interval: Duration,
+    },
     /// Cancel a job on a worker, named WORKER:ID as `meshsolve ps` shows it; its solver
     /// process is killed and its client gets "cancelled".
     Kill {

@@ -20,6 +20,7 @@ mod race;
 mod report;
 mod results;
 mod solve;
+mod top;
 mod workers;
 
 use std::process::ExitCode;
@@ -92,6 +93,7 @@ async fn run(opts: Opts) -> anyhow::Result<u8> {
         }
         Some(Cmd::Ps { all, json }) => workers::ps(m, all, json).await,
         Some(Cmd::Kill { job }) => workers::kill(m, &job).await,
+        Some(Cmd::Top { interval }) => top::top(m, interval).await,
         Some(Cmd::Batches { delete, json }) => detached::batches(m, delete.as_deref(), json).await,
         Some(Cmd::Bench(b)) => bench::command(m, b).await,
         Some(Cmd::Ph(p)) => ph_cmd::ph(m, p).await,
