@@ -277,6 +277,12 @@ impl Mesh {
         v
     }
 
+    /// How many adverts of other namespaces, CAs or protocol versions were seen
+    /// and left out.
+    pub fn ignored_adverts(&self) -> u32 {
+        self.foreign.lock().map(|f| *f).unwrap_or(0)
+    }
+
     /// Records that a worker stopped answering. A worker killed without a goodbye
     /// stays advertised over mDNS until its records expire; [`Mesh::workers`] leaves
     /// it out until it announces itself again, so new queues and PH runs do not wait on it.

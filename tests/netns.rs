@@ -463,3 +463,39 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `meshsolve doctor` on a host whose multicast is dropped (IPv4 and IPv6)
+/// says that mDNS cannot work there, and what to do instead.
+#[test]
+fn doctor_names_blocked_multicast() {
+    if !can_run() || !has_iptables() {
+        return;
+    }
+    let lab = Lab::new(1);
+    lab.block_multicast(1);
+    for chain in ["OUTPUT", "INPUT"] {
+        let out =
+            lab.exec(1, "ip6tables").args(["-A", chain, "-d", "ff00::/8", "-j", "DROP"]).output().unwrap();
+        assert!(out.status.success(), "ip6tables: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let home = tempfile::tempdir().unwrap();
+    let ns = unique_ns("doctormc");
+    let client = |args: &[&str]| -> Output {
+        lab.exec(1, CLIENT)
+            .args(["--namespace", &ns, "--interface", "eth0"])
+            .args(args)
+            .env("MESHSOLVE_HOME", home.path())
+            .env_remove("MESHSOLVE_INTERFACE")
+            .env_remove("PYRO_NS_HOSTNAME")
+            .output()
+            .unwrap()
+    };
+    // The namespace exists on this box (its CA is created by a first run).
+    let _ = client(&["workers", "--wait", "100ms"]);
+    let out = client(&["doctor", "--wait", "1s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mdns = text.lines().find(|l| l.split_whitespace().nth(1) == Some("mdns")).unwrap_or_default();
+    assert!(mdns.starts_with('✗') && mdns.contains("blocked"), "{text}");
+    assert!(text.contains("PYRO_NS_HOSTNAME"), "the fix offers a name server: {text}");
+}

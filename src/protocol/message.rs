@@ -370,6 +370,10 @@ pub struct WorkerStatus {
     /// Its licence pools (solver, server, seats), as in its advert.
     #[serde(default)]
     pub pools: Vec<PoolInfo>,
+    /// Its clock when it answered, milliseconds since 1970 (0: not said): a
+    /// large skew breaks certificate checks (`meshsolve doctor`).
+    #[serde(default)]
+    pub unix_ms: u64,
 }
 
 /// Name server replies.

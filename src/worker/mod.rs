@@ -444,6 +444,9 @@ async fn handle_stream(
                 done: shared.board.counts().0,
                 failed: shared.board.counts().1,
                 pools: shared.ad.lock().map(|a| a.pools.clone()).unwrap_or_default(),
+                unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
             };
             write_msg(&mut send, &st).await?;
         }

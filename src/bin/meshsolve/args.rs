@@ -191,6 +191,15 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check what the mesh needs on this box, one line each, ✓ or ✗ with the fix: the
+    /// namespace's CA and key, the interfaces mDNS uses and whether multicast works, the
+    /// name server, the workers (reachable over TLS, clocks) and the solvers here.
+    /// Exit 0 when all is well, 1 otherwise.
+    Doctor {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A live view of your namespace on the terminal: per worker the slots busy, solvers,
     /// licence pools, jobs done and failed, then the jobs running and waiting. Works over
     /// ssh; q, Esc or Ctrl-C quits.

@@ -12,6 +12,7 @@ mod check;
 mod cli;
 mod demo;
 mod detached;
+mod doctor;
 mod dropin;
 mod examples;
 mod local;
@@ -94,6 +95,7 @@ async fn run(opts: Opts) -> anyhow::Result<u8> {
         Some(Cmd::Ps { all, json }) => workers::ps(m, all, json).await,
         Some(Cmd::Kill { job }) => workers::kill(m, &job).await,
         Some(Cmd::Top { interval }) => top::top(m, interval).await,
+        Some(Cmd::Doctor { json }) => doctor::doctor(m, json).await,
         Some(Cmd::Batches { delete, json }) => detached::batches(m, delete.as_deref(), json).await,
         Some(Cmd::Bench(b)) => bench::command(m, b).await,
         Some(Cmd::Ph(p)) => ph_cmd::ph(m, p).await,
