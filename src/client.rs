@@ -603,6 +603,8 @@ impl Mesh {
             size,
             solver: opts.solver.clone(),
             options: opts.solve.clone(),
+            sender: Some(crate::protocol::Sender::this_process()),
+            attempt: 1,
         })
     }
 

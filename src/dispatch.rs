@@ -607,11 +607,12 @@ impl Actor {
             let run = d.run;
             let token = CancellationToken::new();
             d.cancel = Some(token.clone());
+            let attempt = self.sched.attempts(job);
             let mut header = d.header.clone();
             header.solver = Some(solver);
+            header.attempt = attempt;
             let path = d.path.clone();
             let mesh = self.mesh.clone();
-            let attempt = self.sched.attempts(job);
             let _ = self.events.send(Event::Started { job, worker: worker.clone(), attempt });
             let events = self.events.clone();
             let waiter = worker.clone();

@@ -305,7 +305,11 @@ fn ps_lists_and_kill_cancels_a_running_job() {
     };
     let j = &listed[0];
     assert_eq!(j["model"], "marketsplit", "{j}");
-    assert!(j["client"].as_str().unwrap().starts_with("127.0.0.1:"), "{j}");
+    // Who sent it: host, process id and address; and which attempt this is.
+    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    let client = j["client"].as_str().unwrap();
+    assert!(client.starts_with(&format!("{host} pid {} (127.0.0.1:", job.id())), "{j}");
+    assert_eq!(j["attempt"], 1, "{j}");
     let name = j["job"].as_str().unwrap().to_string();
     let out = mesh.run(&["kill", &name]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

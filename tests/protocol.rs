@@ -53,6 +53,8 @@ async fn garbage_truncated_and_oversized_messages_are_stream_errors() {
         size: 1000,
         solver: None,
         options: Default::default(),
+        sender: None,
+        attempt: 0,
     });
     let mut bytes = encode(&header).unwrap();
     bytes.extend_from_slice(b"min\n obj: x\n");
@@ -86,6 +88,8 @@ async fn absurd_solve_options_are_refused_and_the_worker_lives() {
             size: model.len() as u64,
             solver: None,
             options: meshsolve::protocol::SolveOptions { time_limit: Some(t), ..Default::default() },
+            sender: None,
+            attempt: 0,
         });
         let mut bytes = encode(&header).unwrap();
         bytes.extend_from_slice(model);
@@ -120,6 +124,8 @@ async fn a_step_that_does_not_fit_is_refused_and_the_scenario_lives() {
         size: model.len() as u64,
         solver: None,
         options: SolveOptions::default(),
+        sender: None,
+        attempt: 0,
     };
     let nonants = vec![
         "DevotedAcreage_WHEAT".into(),

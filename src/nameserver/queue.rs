@@ -592,6 +592,8 @@ mod expiry_tests {
             size: 10,
             solver: None,
             options: Default::default(),
+            sender: None,
+            attempt: 0,
         };
         for (batch, finished) in [("old", Some(1)), ("open", None)] {
             let job = Job {

@@ -179,6 +179,29 @@ pub struct SolveRequest {
     pub solver: Option<String>,
     /// Time limit, gap and pass-through options.
     pub options: SolveOptions,
+    /// Who sends it (for `meshsolve ps`).
+    #[serde(default)]
+    pub sender: Option<Sender>,
+    /// Which attempt at the job this is (1 for the first; 0: not said).
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+/// The client process behind a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// Its host name.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
+impl Sender {
+    /// This process.
+    pub fn this_process() -> Sender {
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        Sender { host, pid: std::process::id() }
+    }
 }
 
 /// Longest time limit a request may carry (ten years, in seconds).
@@ -269,6 +292,16 @@ impl SolveRequest {
         check_text("model name", &self.name, 1024)?;
         if let Some(s) = &self.solver {
             check_text("solver", s, 64)?;
+        }
+        if let Some(s) = &self.sender {
+            check_text("sender host", &s.host, 255)?;
+        }
+        if self.attempt > 1000 {
+            return Err(Invalid::OutOfRange {
+                field: "attempt",
+                value: f64::from(self.attempt),
+                range: "0..=1000",
+            });
         }
         self.options.validate()
     }
@@ -465,8 +498,11 @@ pub struct JobView {
     pub model: String,
     /// Solver (name and version).
     pub solver: String,
-    /// Who sent it (the client's address).
+    /// Who sent it: the client's host and process when it said, and its address.
     pub client: String,
+    /// Which attempt at the job this is (1 for the first; 0: not said).
+    #[serde(default)]
+    pub attempt: u32,
     /// Waiting (upload, slot, licence), running, or finished.
     pub phase: JobPhase,
     /// Seconds since it arrived (running) or that it took (finished).

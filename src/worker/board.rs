@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{JobPhase, JobView};
+use crate::protocol::{JobPhase, JobView, SolveRequest};
 
 /// Finished jobs remembered for `meshsolve ps --all`.
 const HISTORY: usize = 100;
@@ -29,12 +29,24 @@ pub(crate) struct Board {
 
 impl Board {
     /// A job arrived; it waits (upload, slot, licence) until [`Board::running`].
-    pub fn arrived(&self, id: u64, model: &str, solver: &str, client: &str, cancel: CancellationToken) {
+    pub fn arrived(
+        &self,
+        id: u64,
+        req: &SolveRequest,
+        solver: &str,
+        client: &str,
+        cancel: CancellationToken,
+    ) {
+        let client = match &req.sender {
+            Some(s) => format!("{} pid {} ({client})", s.host, s.pid),
+            None => client.to_string(),
+        };
         let view = JobView {
             id,
-            model: model.to_string(),
+            model: req.name.clone(),
             solver: solver.to_string(),
-            client: client.to_string(),
+            client,
+            attempt: req.attempt,
             phase: JobPhase::Queued,
             seconds: 0.0,
             outcome: None,

@@ -750,7 +750,7 @@ async fn solve(
     let job = shared.next_job.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("job", id = job, model = %req.name);
     let cancel = shared.jobs.child_token();
-    shared.board.arrived(job, &req.name, &solver.label(), client, cancel.clone());
+    shared.board.arrived(job, &req, &solver.label(), client, cancel.clone());
     let reply = async {
         // Room on disk first: the upload waits while others' models fill the budget.
         let mib = (req.size >> 20).max(1).min(u64::from(u32::MAX)) as u32;

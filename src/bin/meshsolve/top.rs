@@ -149,13 +149,14 @@ fn draw(f: &mut Frame, ns: &str, seen: &[Seen], at: &str) {
         workers,
     );
 
-    let header = Row::new(["JOB", "MODEL", "SOLVER", "CLIENT", "PHASE", "SECONDS"]).style(bold);
+    let header = Row::new(["JOB", "MODEL", "SOLVER", "CLIENT", "TRY", "PHASE", "SECONDS"]).style(bold);
     let rows = all_jobs.iter().map(|(w, j)| {
         Row::new([
             format!("{w}:{}", j.id),
             j.model.clone(),
             j.solver.clone(),
             j.client.clone(),
+            if j.attempt > 0 { j.attempt.to_string() } else { "-".into() },
             match j.phase {
                 JobPhase::Running => "running".to_string(),
                 JobPhase::Queued => "waiting".to_string(),
@@ -169,7 +170,8 @@ fn draw(f: &mut Frame, ns: &str, seen: &[Seen], at: &str) {
         Constraint::Length(name_width + 6),
         Constraint::Fill(2),
         Constraint::Fill(1),
-        Constraint::Length(22),
+        Constraint::Fill(2),
+        Constraint::Length(4),
         Constraint::Length(8),
         Constraint::Length(8),
     ];

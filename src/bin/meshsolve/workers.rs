@@ -108,18 +108,22 @@ pub(crate) async fn ps(m: &MeshConfig, all: bool, json: bool) -> anyhow::Result<
     } else if rows.is_empty() {
         println!("no jobs on {} worker(s)", found.len());
     } else {
-        println!("{:<34} {:<20} {:<16} {:<22} {:>9}  STATE", "JOB", "MODEL", "SOLVER", "CLIENT", "SECONDS");
+        println!(
+            "{:<34} {:<20} {:<16} {:<36} {:>7} {:>9}  STATE",
+            "JOB", "MODEL", "SOLVER", "CLIENT", "ATTEMPT", "SECONDS"
+        );
         for (w, j) in &rows {
             let state = match &j.outcome {
                 Some(o) => o.clone(),
                 None => format!("{:?}", j.phase).to_lowercase(),
             };
             println!(
-                "{:<34} {:<20} {:<16} {:<22} {:>9.1}  {state}",
+                "{:<34} {:<20} {:<16} {:<36} {:>7} {:>9.1}  {state}",
                 format!("{w}:{}", j.id),
                 j.model,
                 j.solver,
                 j.client,
+                if j.attempt > 0 { j.attempt.to_string() } else { "-".into() },
                 j.seconds
             );
         }
