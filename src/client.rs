@@ -158,7 +158,7 @@ pub struct Mesh {
     /// Workers of our namespace and CA, by instance name.
     workers: Arc<Mutex<HashMap<String, WorkerAd>>>,
     /// Adverts of other namespaces seen (count), for error messages.
-    foreign: Arc<Mutex<u32>>,
+    foreign: Arc<Mutex<Vec<Ignored>>>,
     /// Adverts whose worker did not complete a handshake, and why (quarantined).
     unproven: Arc<Mutex<HashMap<String, (Instant, String)>>>,
     changed: watch::Receiver<u64>,
@@ -192,7 +192,7 @@ impl Mesh {
         let id = ca.issue(CLIENT_NAME)?;
         let endpoint = transport::client_endpoint(&id)?;
         let workers = Arc::new(Mutex::new(HashMap::new()));
-        let foreign = Arc::new(Mutex::new(0));
+        let foreign = Arc::new(Mutex::new(Vec::new()));
         let unproven = Arc::new(Mutex::new(HashMap::new()));
         let (tx, changed) = watch::channel(0u64);
         let changed_tx = Arc::new(tx);
@@ -277,10 +277,10 @@ impl Mesh {
         v
     }
 
-    /// How many adverts of other namespaces, CAs or protocol versions were seen
-    /// and left out.
-    pub fn ignored_adverts(&self) -> u32 {
-        self.foreign.lock().map(|f| *f).unwrap_or(0)
+    /// The adverts of other namespaces, CAs or protocol versions seen and left
+    /// out, one per instance, and why.
+    pub fn ignored_adverts(&self) -> Vec<Ignored> {
+        self.foreign.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     /// Records that a worker stopped answering. A worker killed without a goodbye
@@ -368,7 +368,7 @@ impl Mesh {
             });
         }
         if found.is_empty() {
-            let foreign = self.foreign.lock().map(|f| *f).unwrap_or(0);
+            let foreign = self.foreign.lock().map(|f| f.len()).unwrap_or(0);
             let problem = self.discovery.as_ref().and_then(|d| d.problem());
             let unproven = self.unproven.lock().map(|u| u.clone()).unwrap_or_default();
             let problem = problem.or_else(|| {
@@ -1047,6 +1047,42 @@ pub enum JobFailure {
     Unavailable(String),
 }
 
+/// An advert left out of the namespace's workers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ignored {
+    /// The advert's instance name.
+    pub instance: String,
+    /// Why it was left out.
+    pub why: IgnoredWhy,
+}
+
+/// Why an advert was left out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IgnoredWhy {
+    /// It belongs to another namespace (named).
+    OtherNamespace(String),
+    /// Same namespace name, another CA (its fingerprint): another box's namespace of that name.
+    OtherCa(String),
+    /// A meshsolve speaking another protocol version.
+    OtherProtocol(u32),
+}
+
+impl std::fmt::Display for IgnoredWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IgnoredWhy::OtherNamespace(ns) => write!(f, "namespace `{ns}`"),
+            IgnoredWhy::OtherCa(fp) => write!(f, "another CA ({fp})"),
+            IgnoredWhy::OtherProtocol(v) => {
+                write!(
+                    f,
+                    "protocol {v} (this meshsolve speaks {}): upgrade one side",
+                    crate::protocol::VERSION
+                )
+            }
+        }
+    }
+}
+
 /// Follows the merged discovery events and keeps [`Mesh`]'s view of the
 /// namespace's workers: adverts of other namespaces, CAs or protocol versions
 /// are counted (for error messages) and left out.
@@ -1056,7 +1092,7 @@ struct Tracker {
     namespace: String,
     ca: String,
     workers: Arc<Mutex<HashMap<String, WorkerAd>>>,
-    foreign: Arc<Mutex<u32>>,
+    foreign: Arc<Mutex<Vec<Ignored>>>,
     lost: Arc<Mutex<HashMap<String, Instant>>>,
     tx: Arc<watch::Sender<u64>>,
     endpoint: quinn::Endpoint,
@@ -1113,13 +1149,19 @@ impl Tracker {
             };
             match ev {
                 DiscoveryEvent::Up(ad) => {
-                    if ad.namespace != self.namespace
-                        || ad.ca_fingerprint != self.ca
-                        || ad.protocol != crate::protocol::VERSION
-                    {
+                    let why = if ad.namespace != self.namespace {
+                        Some(IgnoredWhy::OtherNamespace(ad.namespace.clone()))
+                    } else if ad.ca_fingerprint != self.ca {
+                        Some(IgnoredWhy::OtherCa(ad.ca_fingerprint.clone()))
+                    } else if ad.protocol != crate::protocol::VERSION {
+                        Some(IgnoredWhy::OtherProtocol(ad.protocol))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
                         if seen_foreign.insert(ad.instance.clone()) {
                             if let Ok(mut f) = self.foreign.lock() {
-                                *f += 1;
+                                f.push(Ignored { instance: ad.instance.clone(), why });
                             }
                         }
                         continue;

@@ -78,9 +78,34 @@ fn a_worker_with_another_ca_is_explained() {
     // ... and a worker of the same namespace name started with a CA of its own.
     let other = tempfile::tempdir().unwrap();
     mesh.start_worker(&["--slots", "1", "--no-python", "--home", other.path().to_str().unwrap()]);
+    // And a worker of another namespace, on the same LAN.
+    let third = unique_ns("elsewhere");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _elsewhere = Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_meshworker"))
+            .args(["--namespace", &third, "--interface", "lo", "--slots", "1", "--no-python"])
+            .env("MESHSOLVE_HOME", mesh.home_path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let (code, text) = doctor(&mesh, &[]);
     assert_eq!(code, Some(1), "{text}");
     let l = line(&text, "workers");
     assert!(l.starts_with('✗') && l.contains("other namespaces or CAs"), "{text}");
     assert!(text.contains("certs export"), "{text}");
+    // Each advert left out is listed with its reason.
+    assert!(text.lines().any(|l| l.contains("left out") && l.contains("another CA")), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("left out") && l.contains(&format!("namespace `{third}`"))),
+        "{text}"
+    );
 }

@@ -118,7 +118,9 @@ pub(crate) async fn doctor(m: &MeshConfig, json: bool) -> anyhow::Result<u8> {
     // Workers: seen, reachable over TLS, clocks.
     if let Some(mesh) = &mesh {
         let found = mesh.wait_for_workers(None, m.wait).await.unwrap_or_default();
-        let ignored = mesh.ignored_adverts();
+        let left_out = mesh.ignored_adverts();
+        let ignored = left_out.len();
+        let other_ca = left_out.iter().any(|i| matches!(i.why, meshsolve::client::IgnoredWhy::OtherCa(_)));
         if found.is_empty() {
             checks.push(bad(
                 "workers",
@@ -127,7 +129,7 @@ pub(crate) async fn doctor(m: &MeshConfig, json: bool) -> anyhow::Result<u8> {
                     m.wait.as_secs_f64(),
                     if ignored > 0 { format!("; {ignored} advert(s) of other namespaces or CAs were left out") } else { String::new() }
                 ),
-                if ignored > 0 {
+                if other_ca {
                     "a worker with this namespace's name but another CA was seen: copy this box's CA there (`meshsolve certs export` here, `meshsolve certs import` there) and restart it"
                 } else {
                     "start `meshworker` on a box of this LAN (same namespace), or set PYRO_NS_HOSTNAME to your name server"
@@ -149,6 +151,9 @@ pub(crate) async fn doctor(m: &MeshConfig, json: bool) -> anyhow::Result<u8> {
         }
         for w in &found {
             checks.push(worker_check(mesh, w).await);
+        }
+        for i in &left_out {
+            checks.push(info("left out", format!("advert of {}: {}", i.instance, i.why)));
         }
     }
 
