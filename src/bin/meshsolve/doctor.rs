@@ -69,10 +69,13 @@ pub(crate) async fn doctor(m: &MeshConfig, json: bool) -> anyhow::Result<u8> {
     };
 
     // The interfaces mDNS uses.
+    // Loopback counts only when asked for: mDNS between boxes needs a real interface.
     let ifaces: Vec<(String, String)> = if_addrs::get_if_addrs()
         .unwrap_or_default()
         .into_iter()
-        .filter(|i| cfg.interfaces.is_empty() || cfg.interfaces.contains(&i.name))
+        .filter(
+            |i| if cfg.interfaces.is_empty() { !i.is_loopback() } else { cfg.interfaces.contains(&i.name) },
+        )
         .filter(|i| i.ip().is_ipv4())
         .map(|i| (i.name.clone(), i.ip().to_string()))
         .collect();
@@ -94,7 +97,10 @@ pub(crate) async fn doctor(m: &MeshConfig, json: bool) -> anyhow::Result<u8> {
     } else {
         let list: Vec<String> = ifaces.iter().map(|(n, a)| format!("{n} {a}")).collect();
         checks.push(good("interfaces", format!("mDNS uses {}", list.join(", "))));
-        checks.push(mdns_self_test(&cfg.interfaces, &ifaces).await);
+        // One probe per interface, at once.
+        let mut names: Vec<String> = ifaces.iter().map(|(n, _)| n.clone()).collect();
+        names.dedup();
+        checks.extend(futures_util::future::join_all(names.iter().map(|n| mdns_self_test(n))).await);
     }
 
     // The name server.
@@ -189,9 +195,10 @@ pub(crate) async fn doctor(m: &MeshConfig, json: bool) -> anyhow::Result<u8> {
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
-/// Sends a probe advert on the interfaces and browses for it with a second
-/// daemon: multicast that leaves and comes back on this box.
-async fn mdns_self_test(only: &[String], ifaces: &[(String, String)]) -> Check {
+/// Sends a probe advert on interface `iface` and browses for it there with a
+/// second daemon: multicast that leaves and comes back on this box.
+async fn mdns_self_test(iface: &str) -> Check {
+    let only = [iface.to_string()];
     let instance = format!(
         "doctor-{}-{}",
         std::process::id(),
@@ -210,7 +217,7 @@ async fn mdns_self_test(only: &[String], ifaces: &[(String, String)]) -> Check {
         pools: Vec::new(),
         since: 0,
     };
-    let (Ok(sender), Ok(listener)) = (Mdns::new(only), Mdns::new(only)) else {
+    let (Ok(sender), Ok(listener)) = (Mdns::new(&only), Mdns::new(&only)) else {
         return bad(
             "mdns",
             "cannot start an mDNS daemon (UDP 5353)",
@@ -230,12 +237,11 @@ async fn mdns_self_test(only: &[String], ifaces: &[(String, String)]) -> Check {
     let got = tokio::time::timeout(Duration::from_secs(3), seen).await.ok().flatten();
     sender.shutdown().await;
     listener.shutdown().await;
-    let names: Vec<&str> = ifaces.iter().map(|(n, _)| n.as_str()).collect();
     match got {
-        Some(()) => good("mdns", format!("a probe advert sent on {} came back (multicast works here)", names.join(", "))),
+        Some(()) => good("mdns", format!("{iface}: a probe advert sent there came back (multicast works)")),
         None => bad(
             "mdns",
-            format!("a probe advert sent on {} did not come back within 3 s: multicast (UDP 5353) is blocked on this box", names.join(", ")),
+            format!("{iface}: a probe advert sent there did not come back within 3 s: multicast (UDP 5353) is blocked"),
             "allow UDP 5353 to and from 224.0.0.251 (firewall), or run a name server (`meshns`) and set PYRO_NS_HOSTNAME",
         ),
     }
