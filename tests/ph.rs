@@ -282,9 +282,9 @@ fn a_stuck_worker_mid_run_does_not_hold_the_run() {
     let v = json_of(&out);
     let e = v["expected_cost"].as_f64().unwrap();
     assert!(close(e, -131722.2106, 1e-3), "PH expected cost {e} after a worker got stuck");
-    let reloaded: u64 =
-        v["history"].as_array().unwrap().iter().skip(1).map(|h| h["loaded"].as_u64().unwrap()).sum();
-    assert!(reloaded > 0, "the stuck worker's scenarios must be loaded elsewhere");
+    // Its scenarios moved (the stall may fall in a bound or final sweep, which
+    // the iteration history does not always show).
+    assert!(stderr.contains("moving it"), "the stuck worker's scenarios must be loaded elsewhere: {stderr}");
 }
 
 #[test]

@@ -511,17 +511,16 @@ impl Driver<'_> {
     }
 
     /// The Lagrangian bound at weights `w`: Σ p_s (f_s + w_s·x_s) over the plain subproblems.
-    async fn lagrangian(&mut self, w: &[Vec<f64>], xbar: &[f64]) -> Result<(f64, u64), PhError> {
+    async fn lagrangian(&mut self, w: &[Vec<f64>], xbar: &[f64]) -> Result<(f64, u64, usize), PhError> {
         let s = self.sweep(StepMode::Plain, Some(w), xbar).await?;
         let mut l = 0.0;
         for (k, r) in s.replies.iter().enumerate() {
             let f = self.objective(k, r)?;
             l += self.probs[k] * (f + r.x.iter().zip(&w[k]).map(|(a, b)| a * b).sum::<f64>());
         }
-        Ok((l, s.bytes))
+        Ok((l, s.bytes, s.loaded))
     }
 
-    /// The expected cost of x̄, first stage fixed in every scenario (`None` if infeasible somewhere).
     /// x̄ with its integer first-stage variables rounded: a first stage every
     /// scenario can be solved with.
     fn implementable(&self, xbar: &[f64]) -> Vec<f64> {
@@ -644,10 +643,11 @@ pub async fn run(
         d.fix_agreed(&x, &mut agreed);
         conv = d.conv(&x, &xbar);
         converged = conv < opts.threshold;
-        let mut bytes = s.bytes;
+        let (mut bytes, mut loaded) = (s.bytes, s.loaded);
         if converged || iter == opts.max_iters || (opts.bound_every > 0 && iter % opts.bound_every == 0) {
-            let (l, b) = d.lagrangian(&w, &xbar).await?;
+            let (l, b, moved) = d.lagrangian(&w, &xbar).await?;
             bytes += b;
+            loaded += moved;
             lagrangian = lagrangian.max(l);
             best_bound = best_bound.max(l);
             // A stochastic MIP keeps its best first stage so far (the incumbent).
@@ -660,7 +660,7 @@ pub async fn run(
                 }
             }
         }
-        record(iter, conv, best_bound, best_upper, bytes, s.loaded);
+        record(iter, conv, best_bound, best_upper, bytes, loaded);
     }
     let mut expected = d.expected_cost(&xbar).await?;
     let mut xbar = d.implementable(&xbar);
