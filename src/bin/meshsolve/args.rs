@@ -182,7 +182,8 @@ pub(crate) enum Cmd {
         out: Option<PathBuf>,
     },
     /// The jobs running and waiting on your namespace's workers: worker, job id, model,
-    /// solver, client, seconds. --all adds the last ones each worker finished.
+    /// solver, client (host, process id, address), attempt, seconds. --all adds the last
+    /// ones each worker finished.
     Ps {
         /// Also the recently finished jobs.
         #[arg(long)]
