@@ -151,6 +151,11 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
 }
 
 impl NamespaceCa {
+    /// Whether namespace `ns` has a CA in `home` (without creating one).
+    pub fn exists(home: &Path, ns: &str) -> bool {
+        home.join(ns).join(CA_KEY).exists()
+    }
+
     /// Loads the namespace's CA from `home`, creating it on first use.
     ///
     /// # Errors

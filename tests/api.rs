@@ -5,26 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use meshsolve::client::{ClientConfig, JobOptions, Mesh};
+use meshsolve::client::{JobOptions, Mesh};
 use meshsolve::dispatch::{as_completed, wait_all, wait_any, JobError, Queue, QueueOptions};
-
-fn config(mesh: &common::Mesh) -> ClientConfig {
-    ClientConfig {
-        namespace: mesh.ns.clone(),
-        home: mesh.home_path().to_path_buf(),
-        interfaces: vec!["lo".into()],
-        static_workers: Vec::new(),
-        name_server: None,
-        mdns: true,
-        via_name_server: false,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_wait_any_wait_all_as_completed_and_cancel() {
     let mut lab = common::Mesh::new("api");
     lab.start_worker(&["--slots", "2"]);
-    let mesh = Arc::new(Mesh::connect(config(&lab)).await.unwrap());
+    let mesh = Arc::new(Mesh::connect(lab.client_config()).await.unwrap());
     mesh.wait_for_workers(None, Duration::from_secs(10)).await.unwrap();
     let queue = Queue::new(&mesh, QueueOptions::default());
     let farmer = examples().join("farmer/farmer.lp");

@@ -149,23 +149,13 @@ fn forged_adverts_cost_nothing() {
 /// clients drop the real worker. A real goodbye still does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strangers_goodbye_under_a_workers_name_is_ignored() {
-    use meshsolve::client::{ClientConfig, JobOptions, Mesh as Client};
+    use meshsolve::client::{JobOptions, Mesh as Client};
     use meshsolve::discovery::{mdns::Mdns, Discovery, SolverInfo, WorkerAd};
     use std::time::{Duration, Instant};
     let mut lab = Mesh::new("goodbye");
     lab.start_worker(&["--slots", "1", "--solvers", "microlp", "--no-python"]);
     let victim = lab.wait_for_workers(1)[0]["name"].as_str().unwrap().to_string();
-    let client = Client::connect(ClientConfig {
-        namespace: lab.ns.clone(),
-        home: lab.home_path().to_path_buf(),
-        interfaces: vec!["lo".into()],
-        static_workers: Vec::new(),
-        name_server: None,
-        mdns: true,
-        via_name_server: false,
-    })
-    .await
-    .unwrap();
+    let client = Client::connect(lab.client_config()).await.unwrap();
     client.wait_for_workers(None, Duration::from_secs(10)).await.unwrap();
     let ca = meshsolve::certs::NamespaceCa::load_or_create(lab.home_path(), &lab.ns).unwrap();
     // The stranger's box uses the victim's port too (instance names embed it).

@@ -90,18 +90,20 @@ fn farmer_thirty_scenarios_matches_the_extensive_form() {
     assert!(close(v["ef"]["objective"].as_f64().unwrap(), -131722.2106, 1e-6), "{}", v["ef"]);
 }
 
-#[test]
-fn a_worker_killed_mid_run_does_not_change_the_answer() {
-    let mut mesh = Mesh::new("phkill");
-    mesh.start_worker(&["--slots", "1"]);
-    mesh.start_worker(&["--slots", "1"]);
-    mesh.start_worker(&["--slots", "1"]);
+/// Three workers, PH on the 30-scenario farmer (`extra` flags), returned once
+/// the second worker holds at least five resident scenarios.
+fn ph_under_way(tag: &str, extra: &[&str]) -> (Mesh, std::process::Child) {
+    let mut mesh = Mesh::new(tag);
+    for _ in 0..3 {
+        mesh.start_worker(&["--slots", "1"]);
+    }
     mesh.wait_for_workers(3);
     let dir = mesh.home_path().join("f30");
     meshsolve::ph::farmer::write(&dir, 30).unwrap();
-    let child =
-        mesh.spawn(&["ph", dir.join("farmer.toml").to_str().unwrap(), "--json", "--max-iters", "150"]);
-    // Kill a worker once the run is under way (its resident scenarios are loaded).
+    let spec = dir.join("farmer.toml");
+    let mut args = vec!["ph", spec.to_str().unwrap(), "--json", "--max-iters", "150"];
+    args.extend_from_slice(extra);
+    let child = mesh.spawn(&args);
     let victim = mesh.workers[1].pid();
     let t = Instant::now();
     while children_of(victim).is_empty()
@@ -110,6 +112,13 @@ fn a_worker_killed_mid_run_does_not_change_the_answer() {
         assert!(t.elapsed() < Duration::from_secs(30), "no resident scenarios on the victim");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (mesh, child)
+}
+
+#[test]
+fn a_worker_killed_mid_run_does_not_change_the_answer() {
+    // Kill a worker once the run is under way (its resident scenarios are loaded).
+    let (mesh, child) = ph_under_way("phkill", &[]);
     std::thread::sleep(Duration::from_millis(1500));
     mesh.workers[1].signal(nix::sys::signal::Signal::SIGKILL);
     let out = child.wait_with_output().unwrap();
@@ -236,30 +245,8 @@ fn a_stochastic_mip_is_solved_within_one_percent() {
 /// scenarios move: the run ends with the same answer.
 #[test]
 fn a_stuck_worker_mid_run_does_not_hold_the_run() {
-    let mut mesh = Mesh::new("phstuck");
-    for _ in 0..3 {
-        mesh.start_worker(&["--slots", "1"]);
-    }
-    mesh.wait_for_workers(3);
-    let dir = mesh.home_path().join("f30");
-    meshsolve::ph::farmer::write(&dir, 30).unwrap();
-    let child = mesh.spawn(&[
-        "ph",
-        dir.join("farmer.toml").to_str().unwrap(),
-        "--json",
-        "--max-iters",
-        "150",
-        "--step-patience",
-        "2s",
-    ]);
+    let (mesh, child) = ph_under_way("phstuck", &["--step-patience", "2s"]);
     let victim = mesh.workers[1].pid();
-    let t = Instant::now();
-    while children_of(victim).is_empty()
-        || mesh.workers[1].log_text().matches("scenario resident").count() < 5
-    {
-        assert!(t.elapsed() < Duration::from_secs(30), "no resident scenarios on the victim");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     std::thread::sleep(Duration::from_millis(1000));
     // The worker keeps answering QUIC; its solver processes do not.
     let stopped = children_of(victim);

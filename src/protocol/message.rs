@@ -197,10 +197,13 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// This process.
+    /// This process (the host name is asked once: every job's header carries it).
     pub fn this_process() -> Sender {
-        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-        Sender { host, pid: std::process::id() }
+        static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let host = HOST.get_or_init(|| {
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+        });
+        Sender { host: host.clone(), pid: std::process::id() }
     }
 }
 

@@ -433,6 +433,7 @@ async fn handle_stream(
     };
     match req {
         Request::Status => {
+            let (done, failed) = shared.board.counts();
             let st = WorkerStatus {
                 name: shared.cfg.instance.clone(),
                 namespace: shared.cfg.namespace.clone(),
@@ -441,8 +442,8 @@ async fn handle_stream(
                 slots: shared.cfg.slots,
                 busy: (shared.cfg.slots as usize - shared.slots.available_permits()) as u32,
                 draining: shared.stop.is_cancelled(),
-                done: shared.board.counts().0,
-                failed: shared.board.counts().1,
+                done,
+                failed,
                 pools: shared.ad.lock().map(|a| a.pools.clone()).unwrap_or_default(),
                 unix_ms: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

@@ -139,6 +139,19 @@ impl Mesh {
         self.cmd().args(args).output().expect("run meshsolve")
     }
 
+    /// A library client of this namespace (mDNS on loopback only).
+    pub fn client_config(&self) -> meshsolve::client::ClientConfig {
+        meshsolve::client::ClientConfig {
+            namespace: self.ns.clone(),
+            home: self.home.path().to_path_buf(),
+            interfaces: vec!["lo".into()],
+            static_workers: Vec::new(),
+            name_server: None,
+            mdns: true,
+            via_name_server: false,
+        }
+    }
+
     /// Polls `meshsolve workers --json` until `n` workers are listed.
     pub fn wait_for_workers(&self, n: usize) -> Vec<serde_json::Value> {
         let t = Instant::now();

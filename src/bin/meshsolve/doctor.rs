@@ -44,8 +44,7 @@ pub(crate) async fn doctor(m: &MeshConfig, json: bool) -> anyhow::Result<u8> {
     let mut checks = Vec::new();
 
     // The namespace's CA: present, readable, private.
-    let key = cfg.home.join(ns).join("ca.key");
-    let ca_ok = if !key.exists() {
+    let ca_ok = if !NamespaceCa::exists(&cfg.home, ns) {
         checks.push(bad(
             "namespace",
             format!("no CA for namespace `{ns}` in {}", cfg.home.display()),
