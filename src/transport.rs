@@ -289,26 +289,107 @@ pub const FILE_CHUNK: usize = 1 << 20;
 pub const INLINE_READ: u64 = 256 << 10;
 
 /// Copies a whole file into a stream; the number of bytes sent. A small file
-/// (by its length now) is read in one go, a large one in [`FILE_CHUNK`]s off
-/// the async threads.
+/// (by its length now) is read in one go; a large one in [`FILE_CHUNK`]s read
+/// off the async thread, the next read running while the last chunk is sent,
+/// and handed to QUIC without another copy.
 ///
 /// # Errors
 /// When the file cannot be read or the stream fails (a peer that stops it).
-pub async fn send_file(
-    mut file: std::fs::File,
-    to: &mut (impl tokio::io::AsyncWrite + Unpin),
-) -> std::io::Result<u64> {
+pub async fn send_file(mut file: std::fs::File, to: &mut quinn::SendStream) -> std::io::Result<u64> {
     use std::io::Read;
-    use tokio::io::AsyncWriteExt;
     let len = file.metadata()?.len();
     if len <= INLINE_READ {
         let mut bytes = Vec::with_capacity(len as usize);
         file.read_to_end(&mut bytes)?;
-        to.write_all(&bytes).await?;
-        return Ok(bytes.len() as u64);
+        let n = bytes.len() as u64;
+        to.write_chunk(bytes.into()).await.map_err(std::io::Error::from)?;
+        return Ok(n);
     }
-    let mut from = tokio::io::BufReader::with_capacity(FILE_CHUNK, tokio::fs::File::from_std(file));
-    tokio::io::copy_buf(&mut from, to).await
+    let read_ahead = |mut f: std::fs::File| {
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; FILE_CHUNK];
+            let mut n = 0;
+            while n < buf.len() {
+                match f.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            buf.truncate(n);
+            Ok((f, buf))
+        })
+    };
+    let mut sent = 0u64;
+    let mut next = read_ahead(file);
+    loop {
+        let (f, buf) = next.await.map_err(std::io::Error::other)??;
+        if buf.is_empty() {
+            return Ok(sent);
+        }
+        next = read_ahead(f);
+        sent += buf.len() as u64;
+        to.write_chunk(buf.into()).await.map_err(std::io::Error::from)?;
+    }
+}
+
+/// Receives `size` bytes from a stream into a new file at `path`; the number of
+/// bytes received (fewer when the peer finished early). Writes go to the disk in
+/// [`FILE_CHUNK`]s off the async thread while the next chunk arrives. A stream
+/// that brings nothing for `stall` is given up with `TimedOut` (a stuck peer
+/// must not hold a task or disk space for ever).
+///
+/// # Errors
+/// When the file cannot be created or written (`StorageFull` when the disk is
+/// full), the stream fails, or it stalls.
+pub async fn receive_file(
+    from: &mut quinn::RecvStream,
+    size: u64,
+    path: &std::path::Path,
+    stall: Duration,
+) -> std::io::Result<u64> {
+    use std::io::Write;
+    type Pending = tokio::task::JoinHandle<std::io::Result<std::fs::File>>;
+    let write = |mut f: std::fs::File, data: Vec<u8>| -> Pending {
+        tokio::task::spawn_blocking(move || f.write_all(&data).map(|_| f))
+    };
+    let mut file = Some(tokio::fs::File::create(path).await?.into_std().await);
+    let mut pending: Option<Pending> = None;
+    let mut batch = Vec::with_capacity(FILE_CHUNK);
+    let mut left = size;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(FILE_CHUNK);
+        let chunk = match tokio::time::timeout(stall, from.read_chunk(want, true)).await {
+            Err(_) => {
+                let msg = format!("no model bytes for {} s", stall.as_secs());
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, msg));
+            }
+            Ok(r) => r.map_err(std::io::Error::other)?,
+        };
+        let Some(chunk) = chunk else { break };
+        left -= chunk.bytes.len() as u64;
+        batch.extend_from_slice(&chunk.bytes);
+        if batch.len() >= FILE_CHUNK || left == 0 {
+            // One write in flight at a time: wait for the last, then start this one.
+            let f = match pending.take() {
+                Some(p) => p.await.map_err(std::io::Error::other)??,
+                None => file.take().ok_or_else(|| std::io::Error::other("file already closed"))?,
+            };
+            pending = Some(write(f, std::mem::replace(&mut batch, Vec::with_capacity(FILE_CHUNK))));
+        }
+    }
+    let f = match pending.take() {
+        Some(p) => Some(p.await.map_err(std::io::Error::other)??),
+        None => file.take(),
+    };
+    if let Some(mut f) = f {
+        if !batch.is_empty() {
+            f = write(f, batch).await.map_err(std::io::Error::other)??;
+        }
+        drop(f);
+    }
+    Ok(size - left)
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ struct Opts {
 fn main() -> ExitCode {
     let opts = Opts::parse();
     cli::init_tracing(&opts.log_level);
-    match run(opts) {
+    match cli::runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(opts))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("meshns: error: {e:#}");
@@ -67,7 +67,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
 async fn run(opts: Opts) -> anyhow::Result<()> {
     let home = opts.home.unwrap_or_else(certs::default_home);
     let mut namespaces = opts.namespaces;

@@ -154,7 +154,7 @@ fn main() -> ExitCode {
     }
     let opts = Opts::parse();
     cli::init_tracing(&opts.log_level);
-    match run(opts) {
+    match cli::runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(opts))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("meshworker: error: {e:#}");
@@ -163,7 +163,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
 async fn run(opts: Opts) -> anyhow::Result<()> {
     let namespace = opts.namespace.unwrap_or_else(certs::default_namespace);
     certs::validate_namespace(&namespace).map_err(|e| cli::Usage(format!("{e} (--namespace NAME)")))?;

@@ -27,6 +27,9 @@ const MAX_ATTEMPTS: u32 = 3;
 
 /// How often the dispatcher looks for free workers.
 const DISPATCH_EVERY: Duration = Duration::from_millis(200);
+/// An upload that brings no byte for this long is given up (a stuck client must
+/// not hold a task or the queue's disk for ever).
+const UPLOAD_STALL: Duration = Duration::from_secs(30);
 
 /// Why a submission was refused. None of these is worth retrying as is.
 #[derive(Debug, thiserror::Error)]
@@ -314,11 +317,7 @@ impl Queue {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = tokio::fs::File::create(&path).await?;
-        let mut file = tokio::io::BufWriter::with_capacity(crate::transport::FILE_CHUNK, file);
-        let mut limited = tokio::io::AsyncReadExt::take(recv, header.size);
-        let got = tokio::io::copy(&mut limited, &mut file).await?;
-        tokio::io::AsyncWriteExt::flush(&mut file).await?;
+        let got = crate::transport::receive_file(recv, header.size, &path, UPLOAD_STALL).await?;
         if got != header.size {
             return Err(QueueError::Truncated { got, want: header.size });
         }

@@ -50,6 +50,29 @@ pub async fn solve_extensive(
     solver: Option<String>,
 ) -> Result<ExtensiveResult, ExtensiveError> {
     let t = Instant::now();
+    // Reading every scenario and writing their union is long for a big spec:
+    // off the runtime thread, which keeps the workers' connections alive.
+    let owned = spec.clone();
+    let (maximize, _dir, path) = tokio::task::spawn_blocking(move || write_extensive(&owned))
+        .await
+        .map_err(|e| ExtensiveError::Io(std::io::Error::other(e.to_string())))??;
+    let job = JobOptions { solver, prechecked: true, ..Default::default() };
+    let solved = solve_file(mesh, &path, &job).await.map_err(ExtensiveError::from);
+    let r = solved?;
+    // The extensive form minimises; report in the scenarios' own sense.
+    let sign = if maximize { -1.0 } else { 1.0 };
+    Ok(ExtensiveResult {
+        status: r.solution.status,
+        objective: r.solution.objective.map(|o| sign * o),
+        seconds: t.elapsed().as_secs_f64(),
+        worker: r.worker,
+    })
+}
+
+/// Reads the scenarios of `spec` and writes their extensive form as MPS into a
+/// temporary directory: whether the scenarios maximise, the directory (removed
+/// on drop) and the file.
+fn write_extensive(spec: &PhSpec) -> Result<(bool, tempfile::TempDir, std::path::PathBuf), ExtensiveError> {
     let models = spec
         .scenarios
         .iter()
@@ -63,16 +86,7 @@ pub async fn solve_extensive(
         })
         .collect();
     let ef = extensive_form(&models, &nonants);
-    let (_dir, path) = ef.write_temp_mps(&format!("{}-ef", spec.name))?;
-    let job = JobOptions { solver, prechecked: true, ..Default::default() };
-    let solved = solve_file(mesh, &path, &job).await.map_err(ExtensiveError::from);
-    let r = solved?;
-    // The extensive form minimises; report in the scenarios' own sense.
-    let sign = if models.first().is_some_and(|(m, _)| m.sense == Sense::Maximize) { -1.0 } else { 1.0 };
-    Ok(ExtensiveResult {
-        status: r.solution.status,
-        objective: r.solution.objective.map(|o| sign * o),
-        seconds: t.elapsed().as_secs_f64(),
-        worker: r.worker,
-    })
+    let (dir, path) = ef.write_temp_mps(&format!("{}-ef", spec.name))?;
+    let maximize = models.first().is_some_and(|(m, _)| m.sense == Sense::Maximize);
+    Ok((maximize, dir, path))
 }

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -607,32 +606,7 @@ async fn receive_model(
         (crate::model::Format::Mps, true) => "mps.gz",
     };
     let path = shared.tmp.join(format!("job{job}.{ext}"));
-    let received = async {
-        let file = tokio::fs::File::create(&path).await?;
-        let mut file = tokio::io::BufWriter::with_capacity(crate::transport::FILE_CHUNK, file);
-        let mut left = req.size;
-        let mut buf = vec![0u8; 1 << 16];
-        // An upload that stops moving for UPLOAD_STALL is given up (a stuck peer
-        // holds neither a task nor the disk budget for ever).
-        while left > 0 {
-            let want = buf.len().min(left as usize);
-            let n = match tokio::time::timeout(UPLOAD_STALL, recv.read(&mut buf[..want])).await {
-                Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no model bytes for {} s", UPLOAD_STALL.as_secs()),
-                    ))
-                }
-                Ok(r) => r.map_err(std::io::Error::other)?,
-            };
-            let Some(n) = n else { break };
-            file.write_all(&buf[..n]).await?;
-            left -= n as u64;
-        }
-        file.flush().await?;
-        Ok::<u64, std::io::Error>(req.size - left)
-    }
-    .await;
+    let received = crate::transport::receive_file(recv, req.size, &path, UPLOAD_STALL).await;
     let guard = TempFile(path);
     match received {
         Ok(n) if n == req.size => Ok((ModelSource::File(guard.0.clone()), Some(guard))),

@@ -124,7 +124,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
             return finish(&sol_path, &problem, &format!("meshsolve: bad option {m}"), None, code::FAILURE);
         }
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match crate::cli::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             crate::cli::stderr_line(format_args!("meshsolve: cannot start: {e}"));

@@ -431,9 +431,11 @@ pub(crate) async fn command(m: &crate::args::MeshConfig, b: crate::args::BenchAr
     };
     let t = Instant::now();
     let figs = if b.backends {
-        tokio::task::block_in_place(|| {
-            crate::bench_backends::run(b.models.as_deref(), b.repeats, |s| eprintln!("bench: {s}"))
-        })?
+        let (models, repeats) = (b.models.clone(), b.repeats);
+        tokio::task::spawn_blocking(move || {
+            crate::bench_backends::run(models.as_deref(), repeats, |s| eprintln!("bench: {s}"))
+        })
+        .await??
     } else {
         run(&opts, m.client.clone(), |s| eprintln!("bench: {s}")).await?
     };
@@ -494,6 +496,18 @@ async fn dispatch(c: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
         worker_side.push(r.solution.solve_seconds * 1e6);
         above.push(total - r.solution.solve_seconds * 1e6);
     }
+    // The same job sent straight to one worker: what the queue adds.
+    let mut direct = Vec::new();
+    let header = Mesh::header(&c.tiny, &c.job)?;
+    for _ in 0..c.reps * 20 {
+        let t = Instant::now();
+        let (sol, _) = c
+            .mesh
+            .send_job(&c.workers[0], &c.tiny, &header, &|_| {})
+            .await
+            .map_err(|e| anyhow::anyhow!("tiny job failed: {e:?}"))?;
+        direct.push(t.elapsed().as_secs_f64() * 1e6 - sol.solve_seconds * 1e6);
+    }
     let mut rtt = Vec::new();
     for _ in 0..c.reps * 5 {
         let t = Instant::now();
@@ -511,6 +525,12 @@ async fn dispatch(c: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
         "one tiny model through the mesh, above the solver's own time",
         "us",
         above,
+    ));
+    figs.push(figure(
+        "dispatch",
+        "same, sent straight to one worker (no queue), above the solver's own time",
+        "us",
+        direct,
     ));
     figs.push(figure("dispatch", "request round trip on an established connection", "us", rtt));
 
@@ -648,7 +668,8 @@ async fn transfer(c: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
     let mut figs = Vec::new();
     // Transfer.
     let big = c.dir.join("big.mps");
-    let size = write_big_mps(&big, c.opts.transfer_mb)?;
+    let (path, mb) = (big.clone(), c.opts.transfer_mb);
+    let size = tokio::task::spawn_blocking(move || write_big_mps(&path, mb)).await??;
     let header = Mesh::header(&big, &JobOptions::default())?;
     let mut up = Vec::new();
     let mut raw = Vec::new();

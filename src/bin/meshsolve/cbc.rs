@@ -125,7 +125,7 @@ pub(crate) fn run(args: &[String]) -> u8 {
             }
         }
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match crate::cli::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             crate::cli::stderr_line(format_args!("meshsolve: cannot start: {e}"));

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     }
     let opts = Opts::parse();
     cli::init_tracing(&opts.mesh.log_level);
-    match run(opts) {
+    match cli::runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(opts))) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("meshsolve: error: {e:#}");
@@ -79,7 +79,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
 async fn run(opts: Opts) -> anyhow::Result<u8> {
     let mesh = opts.mesh.config()?;
     let m = &mesh;
