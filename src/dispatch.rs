@@ -133,12 +133,7 @@ impl Default for QueueOptions {
 }
 
 enum Cmd {
-    Submit {
-        path: PathBuf,
-        header: SolveRequest,
-        reply: oneshot::Sender<JobOutcome>,
-        id: oneshot::Sender<JobId>,
-    },
+    Submit { path: PathBuf, header: SolveRequest, reply: oneshot::Sender<JobOutcome> },
     Cancel(JobId),
     CancelAll(String),
     Close(oneshot::Sender<()>),
@@ -148,6 +143,10 @@ enum Cmd {
 #[derive(Clone)]
 pub struct Queue {
     tx: mpsc::UnboundedSender<Cmd>,
+    /// The id of the next job submitted: taken and sent under this lock, so ids
+    /// follow the order in which the actor adds jobs, and a submit needs no
+    /// answer from the actor.
+    next_id: Arc<std::sync::Mutex<JobId>>,
     /// The actor's task: aborted when the last clone goes (after [`Queue::close`] it has ended).
     _actor: Arc<AbortOnDropHandle<()>>,
 }
@@ -341,7 +340,7 @@ impl Queue {
             closing: None,
         };
         let task = AbortOnDropHandle::new(tokio::spawn(actor.run(rx)));
-        (Queue { tx, _actor: Arc::new(task) }, ev_rx)
+        (Queue { tx, next_id: Arc::new(std::sync::Mutex::new(0)), _actor: Arc::new(task) }, ev_rx)
     }
 
     /// Starts a job queue on `mesh`.
@@ -360,11 +359,13 @@ impl Queue {
         }
         let header = Mesh::header(path, opts)?;
         let (reply, rx) = oneshot::channel();
-        let (id_tx, id_rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Submit { path: path.to_path_buf(), header, reply, id: id_tx })
-            .map_err(|_| ClientError::Internal("queue closed".into()))?;
-        let id = id_rx.await.map_err(|_| ClientError::Internal("queue closed".into()))?;
+        let closed = || ClientError::Internal("queue closed".into());
+        let id = {
+            let mut next = self.next_id.lock().map_err(|_| closed())?;
+            self.tx.send(Cmd::Submit { path: path.to_path_buf(), header, reply }).map_err(|_| closed())?;
+            *next += 1;
+            *next - 1
+        };
         Ok(JobHandle { id, rx, tx: self.tx.clone() })
     }
 
@@ -386,11 +387,23 @@ impl Queue {
 struct JobData {
     path: PathBuf,
     header: SolveRequest,
-    reply: Option<oneshot::Sender<JobOutcome>>,
+    reply: ReplySlot,
     cancel: Option<CancellationToken>,
     /// Increments with each run, so late reports of an abandoned run are ignored.
     run: u64,
     started: Instant,
+}
+
+/// Where a job's outcome goes: taken once, by the actor or, for a solution, by
+/// the run's own task, which hands it to the caller without a trip through
+/// the actor.
+#[derive(Clone)]
+struct ReplySlot(Arc<std::sync::Mutex<Option<oneshot::Sender<JobOutcome>>>>);
+
+impl ReplySlot {
+    fn take(&self) -> Option<oneshot::Sender<JobOutcome>> {
+        self.0.lock().ok().and_then(|mut r| r.take())
+    }
 }
 
 enum RunEnd {
@@ -476,17 +489,17 @@ impl Actor {
 
     fn command(&mut self, c: Cmd) {
         match c {
-            Cmd::Submit { path, header, reply, id } => {
+            Cmd::Submit { path, header, reply } => {
                 let job = self.sched.add_job(header.solver.clone());
+                debug_assert_eq!(job, self.jobs.len(), "job ids follow submission order");
                 self.jobs.push(JobData {
                     path,
                     header,
-                    reply: Some(reply),
+                    reply: ReplySlot(Arc::new(std::sync::Mutex::new(Some(reply)))),
                     cancel: None,
                     run: 0,
                     started: Instant::now(),
                 });
-                let _ = id.send(job);
             }
             Cmd::Cancel(job) => {
                 if job < self.jobs.len() {
@@ -616,7 +629,9 @@ impl Actor {
             let _ = self.events.send(Event::Started { job, worker: worker.clone(), attempt });
             let events = self.events.clone();
             let waiter = worker.clone();
+            let (reply, started) = (d.reply.clone(), d.started);
             self.tasks.spawn(async move {
+                let finished = events.clone();
                 let on_note = move |note: JobNote| {
                     let worker = waiter.clone();
                     let _ = events.send(match note {
@@ -631,6 +646,21 @@ impl Actor {
                     },
                     _ = token.cancelled() => RunEnd::Cancelled,
                 };
+                // A solution is final: straight to the caller (and its event
+                // first, as the actor would send them).
+                if let RunEnd::Solved(solution, addr) = &end {
+                    if let Some(r) = reply.take() {
+                        let result = JobResult {
+                            solution: solution.clone(),
+                            worker: ad.instance.clone(),
+                            addr: *addr,
+                            wall_seconds: started.elapsed().as_secs_f64(),
+                            attempts: attempt,
+                        };
+                        let _ = finished.send(Event::Finished { job, result: result.clone() });
+                        let _ = r.send(Ok(result));
+                    }
+                }
                 (job, run, ad.instance.clone(), end)
             });
         }
@@ -672,15 +702,16 @@ impl Actor {
         let d = &mut self.jobs[job];
         match (state, end) {
             (JobState::Done, RunEnd::Solved(solution, addr)) => {
-                let result = JobResult {
-                    solution,
-                    worker,
-                    addr,
-                    wall_seconds: d.started.elapsed().as_secs_f64(),
-                    attempts,
-                };
-                let _ = self.events.send(Event::Finished { job, result: result.clone() });
+                // Normally the run's task has answered already.
                 if let Some(r) = d.reply.take() {
+                    let result = JobResult {
+                        solution,
+                        worker,
+                        addr,
+                        wall_seconds: d.started.elapsed().as_secs_f64(),
+                        attempts,
+                    };
+                    let _ = self.events.send(Event::Finished { job, result: result.clone() });
                     let _ = r.send(Ok(result));
                 }
             }

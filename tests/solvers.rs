@@ -99,6 +99,12 @@ fn every_backend_solves_the_conformance_suite() {
     };
     let dir = tempfile::tempdir().unwrap();
     let backends = every_backend(dir.path());
+    // Solvers write their side files (HiGHS's Highs.log, ...) in the job's own
+    // directory, never in the working directory of the process running them.
+    let entries = || -> std::collections::BTreeSet<std::ffi::OsString> {
+        std::fs::read_dir(".").unwrap().map(|e| e.unwrap().file_name()).collect()
+    };
+    let cwd_before = entries();
     let manifest: Vec<Instance> =
         serde_json::from_str(&std::fs::read_to_string(public.join("manifest.json")).unwrap()).unwrap();
     let mut cases: Vec<(PathBuf, Instance)> =
@@ -235,6 +241,8 @@ fn every_backend_solves_the_conformance_suite() {
     });
     let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
+    let left: Vec<_> = entries().difference(&cwd_before).cloned().collect();
+    assert!(left.is_empty(), "solvers left files in the working directory: {left:?}");
 }
 
 /// Row duals agree with the built-in solver's, in a minimisation and in a

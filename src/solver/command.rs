@@ -156,9 +156,18 @@ pub(super) fn run_guarded(
     cmd: &mut Command,
     kind: Kind,
     echo: Echo,
+    dir: &Path,
 ) -> Result<std::process::Output, SolveError> {
     use std::os::unix::process::CommandExt;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Whatever the solver writes beside its answer (HiGHS's `Highs.log`, CPLEX's
+    // clone logs) lands in the job's directory and goes with it, not in the
+    // worker's working directory. A program named by a relative path keeps the
+    // worker's directory, which that path is relative to.
+    let program = Path::new(cmd.get_program());
+    if program.is_absolute() || program.components().count() == 1 {
+        cmd.current_dir(dir);
+    }
     // SAFETY: `pre_exec` runs between fork and exec, where only async-signal-safe
     // calls are allowed: prctl is a plain syscall on the process being set up and
     // the closure allocates nothing.
@@ -355,7 +364,7 @@ fn cbc(exe: &Path, p: &Prepared, opts: &SolveOptions, threads: u32) -> Result<An
         }
     }
     cmd.args(["-solve", "-printingOptions", "all", "-solution"]).arg(&sol);
-    let out = run_guarded(&mut cmd, Kind::Cbc, echo(opts))?;
+    let out = run_guarded(&mut cmd, Kind::Cbc, echo(opts), p.dir.path())?;
     // CBC skips a parameter it does not know ("No match for X") and solves anyway.
     let log = String::from_utf8_lossy(&out.stdout);
     if let Some((k, _)) =
@@ -442,7 +451,7 @@ fn glpk_once(
         }
     }
     cmd.arg("-w").arg(&sol);
-    let out = run_guarded(&mut cmd, Kind::Glpk, echo(opts))?;
+    let out = run_guarded(&mut cmd, Kind::Glpk, echo(opts), p.dir.path())?;
     let log = String::from_utf8_lossy(&out.stdout);
     if let Some(line) = log.lines().find(|l| l.starts_with("Invalid option")) {
         return Err(SolveError::BadOption(format!("glpk: {line}")));
@@ -531,7 +540,7 @@ fn highs(exe: &Path, p: &Prepared, opts: &SolveOptions, threads: u32) -> Result<
     })?;
     let mut cmd = Command::new(exe);
     cmd.arg("--model_file").arg(&p.mps).arg("--options_file").arg(&options).arg("--solution_file").arg(&sol);
-    let out = run_guarded(&mut cmd, Kind::Highs, echo(opts))?;
+    let out = run_guarded(&mut cmd, Kind::Highs, echo(opts), p.dir.path())?;
     let log = String::from_utf8_lossy(&out.stdout);
     if let Some(line) = log.lines().find(|l| l.contains("is unknown") || l.contains("Cannot read value")) {
         return Err(SolveError::BadOption(format!("highs: {}", line.trim_start_matches("ERROR:").trim())));

@@ -168,7 +168,7 @@ pub async fn run(
     let pid = w.child.id().map(|p| p as i32);
     let kill = move || kill_group(pid);
     let input = crate::protocol::encode(req).map_err(|e| RunError::Rejected(e.to_string()))?;
-    let Warm { stdin, stdout, stderr, .. } = &mut w;
+    let Warm { stdin, stdout, stderr, owed_ends, .. } = &mut w;
     let io = async {
         stdin.write_all(&input).await?;
         stdin.flush().await?;
@@ -181,6 +181,14 @@ pub async fn run(
         // line: passed on as it comes when the client asked for it (`--log`),
         // and the last of it kept for error messages.
         let err_r = async {
+            // Earlier jobs' output, not read when they ended.
+            while *owed_ends > 0 {
+                match stderr.next_line().await? {
+                    Some(line) if line == JOB_END => *owed_ends -= 1,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
             let mut kept = std::collections::VecDeque::new();
             let mut kept_bytes = 0usize;
             let mut ended = false;
@@ -200,8 +208,25 @@ pub async fn run(
             }
             Ok::<_, std::io::Error>((Vec::from(kept).join("\n"), ended))
         };
-        let (reply, err) = tokio::join!(reply, err_r);
-        Ok::<_, std::io::Error>((reply, err?))
+        tokio::pin!(reply, err_r);
+        let (mut got_reply, mut got_err) = (None, None);
+        while got_reply.is_none() || got_err.is_none() {
+            tokio::select! {
+                r = &mut reply, if got_reply.is_none() => {
+                    // A full answer with no log to pass on ends the job here:
+                    // its stderr is read (and dropped) before the next job.
+                    let answered = matches!(r, Ok(Some(_)));
+                    got_reply = Some(r);
+                    if answered && log.is_none() && got_err.is_none() {
+                        break;
+                    }
+                }
+                e = &mut err_r, if got_err.is_none() => got_err = Some(e?),
+            }
+        }
+        // No stderr result: answered, and its end-of-job line is owed (lines
+        // are read whole, so stopping between them loses nothing).
+        Ok::<_, std::io::Error>((got_reply.unwrap_or(Ok(None)), got_err))
     };
     let deadline = req
         .options
@@ -216,7 +241,10 @@ pub async fn run(
     // A child that answered in full waits for the next job, when its solver ran
     // inside it (an external solver's process group is cleared after each job).
     let (reply, err) = match ended {
-        Ok((Ok(Some(reply)), (_, true))) => {
+        Ok((Ok(Some(reply)), err @ (None | Some((_, true))))) => {
+            if err.is_none() {
+                w.owed_ends += 1;
+            }
             if matches!(req.solver.backend, super::Backend::Builtin) {
                 spares.put_back(w);
             } else {
@@ -226,7 +254,7 @@ pub async fn run(
             }
             return finish(reply);
         }
-        Ok((reply, (err, _))) => (reply, err),
+        Ok((reply, err)) => (reply, err.map(|e| e.0).unwrap_or_default()),
         Err(e) => {
             kill();
             let _ = w.child.wait().await;
@@ -398,10 +426,14 @@ impl Spares {
 struct Warm {
     child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
-    stdout: tokio::process::ChildStdout,
+    stdout: tokio::io::BufReader<tokio::process::ChildStdout>,
     stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
     /// Jobs it has run.
     jobs: u32,
+    /// Earlier jobs whose stderr, up to their [`JOB_END`], is still unread: a
+    /// job answered without a log request is done at its reply, and the next
+    /// job skips that output first.
+    owed_ends: u32,
 }
 
 impl Warm {
@@ -411,7 +443,14 @@ impl Warm {
         let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
         let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
         let stderr = child.stderr.take().ok_or_else(|| std::io::Error::other("no stderr"))?;
-        Ok(Warm { child, stdin, stdout, stderr: tokio::io::BufReader::new(stderr).lines(), jobs: 0 })
+        Ok(Warm {
+            child,
+            stdin,
+            stdout: tokio::io::BufReader::new(stdout),
+            stderr: tokio::io::BufReader::new(stderr).lines(),
+            jobs: 0,
+            owed_ends: 0,
+        })
     }
 }
 
@@ -443,7 +482,11 @@ pub enum HostMsg {
 /// scenario models loaded (progressive hedging) and solves their steps one at a
 /// time. Killed (with its process group) on drop.
 pub struct ResidentHost {
-    io: tokio::sync::Mutex<(tokio::process::Child, tokio::process::ChildStdin, tokio::process::ChildStdout)>,
+    io: tokio::sync::Mutex<(
+        tokio::process::Child,
+        tokio::process::ChildStdin,
+        tokio::io::BufReader<tokio::process::ChildStdout>,
+    )>,
     pid: Option<i32>,
     /// Scenarios loaded on it.
     pub loaded: std::sync::atomic::AtomicUsize,
@@ -472,7 +515,7 @@ impl ResidentHost {
             .await
             .map_err(|e| RunError::Io(std::io::Error::other(e.to_string())))?;
         Ok(ResidentHost {
-            io: tokio::sync::Mutex::new((child, stdin, stdout)),
+            io: tokio::sync::Mutex::new((child, stdin, tokio::io::BufReader::new(stdout))),
             pid,
             loaded: std::sync::atomic::AtomicUsize::new(0),
         })
@@ -597,10 +640,10 @@ fn load_scenario(req: &ChildRequest) -> Result<Loaded, String> {
     Ok(Loaded { solver, base: m, idx, quadratic, opts: req.options.clone(), last: Default::default() })
 }
 
-/// The resident host loop: loads scenarios and solves their steps until stdin closes.
-fn host_main() -> i32 {
+/// The resident host loop: loads scenarios and solves their steps until stdin
+/// closes, answering on `stdout` (the reply channel).
+fn host_main(mut stdout: std::fs::File) -> i32 {
     let mut stdin = std::io::stdin().lock();
-    let mut stdout = std::io::stdout().lock();
     let mut scenarios: std::collections::HashMap<u64, Loaded> = std::collections::HashMap::new();
     loop {
         let msg: HostMsg = match read_msg_blocking(&mut stdin, MAX_REQUEST) {
@@ -683,6 +726,13 @@ fn solve_step(
 /// reply (one frame) to stdout and [`JOB_END`] to stderr, and waits for the
 /// next request until stdin closes. Returns the process exit code.
 pub fn child_main() -> i32 {
+    let mut replies = match reply_channel() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("solver child: cannot set up its reply channel: {e}");
+            return 2;
+        }
+    };
     let mut first = true;
     loop {
         let req: ChildRequest = match read_msg_blocking(&mut std::io::stdin().lock(), MAX_REQUEST) {
@@ -701,10 +751,10 @@ pub fn child_main() -> i32 {
         // Named apart from the spares waiting for a job.
         let _ = nix::sys::prctl::set_name(c"meshsolve-job");
         if req.resident.is_some() {
-            return host_main();
+            return host_main(replies);
         }
         let reply = solve_request(&req);
-        if write_msg_blocking(&mut std::io::stdout().lock(), &reply).is_err() {
+        if write_msg_blocking(&mut replies, &reply).is_err() {
             return 3;
         }
         let mut err = std::io::stderr().lock();
@@ -713,6 +763,17 @@ pub fn child_main() -> i32 {
         }
         let _ = nix::sys::prctl::set_name(c"meshsolve-wait");
     }
+}
+
+/// The child's reply channel: its own copy of the stdout pipe, written in one
+/// `write` per reply (the standard stdout is line-buffered, which would cut a
+/// binary reply at every newline byte and wake the worker for each piece).
+/// Standard output itself then goes to stderr, so a solver library that prints
+/// (HiGHS with its output on) writes into the job's log, never into a reply.
+fn reply_channel() -> std::io::Result<std::fs::File> {
+    let replies = nix::unistd::dup(std::io::stdout())?;
+    nix::unistd::dup2_stdout(std::io::stderr())?;
+    Ok(std::fs::File::from(replies))
 }
 
 fn solve_request(req: &ChildRequest) -> ChildReply {

@@ -150,7 +150,8 @@ impl PythonSolver {
         });
         let mut cmd = driver(&self.python);
         cmd.arg("solve").arg(self.kind.as_str()).arg(&p.mps).arg(options.to_string());
-        let out = run_guarded(&mut cmd, self.kind, if opts.log { Echo::Stderr } else { Echo::Off })?;
+        let out =
+            run_guarded(&mut cmd, self.kind, if opts.log { Echo::Stderr } else { Echo::Off }, p.dir.path())?;
         let solver = self.kind.to_string();
         let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|_| SolveError::Failed {
             solver: solver.clone(),
