@@ -285,3 +285,22 @@ fn the_disk_budget_bounds_what_a_worker_takes() {
     let out = mesh.run(&["--json", examples().join("knapsack.lp").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
+
+/// A model over 1 MiB travels to the worker's disk in pieces (read ahead on the
+/// client, written while the next piece arrives) and arrives whole: its last
+/// line, the right-hand side, decides the answer.
+#[test]
+fn a_model_over_1_mib_arrives_whole() {
+    let mut mesh = Mesh::new("bigmodel");
+    mesh.start_worker(&["--slots", "1", "--no-python"]);
+    mesh.wait_for_workers(1);
+    let big = mesh.home_path().join("big.lp");
+    let text = wide_lp(200_000).replace(">= 1\n", ">= 7\n");
+    std::fs::write(&big, &text).unwrap();
+    assert!(text.len() > 2 << 20);
+    let out = mesh.run(&["--json", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json_of(&out);
+    assert_eq!(v["status"], "optimal", "{}", show(&out));
+    assert!((v["objective"].as_f64().unwrap() - 7.0).abs() < 1e-6, "{}", show(&out));
+}
