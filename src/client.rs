@@ -561,7 +561,7 @@ impl Mesh {
     }
 
     /// One control request (no payload) and its one-frame answer, within 5 s.
-    async fn control<T: serde::de::DeserializeOwned>(
+    async fn control<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         ad: &WorkerAd,
         req: &Request,

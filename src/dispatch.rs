@@ -408,6 +408,8 @@ impl ReplySlot {
 
 enum RunEnd {
     Solved(Solution, std::net::SocketAddr),
+    /// Solved, and the solution already handed to the caller by the run's task.
+    Answered,
     Failed(JobFailure),
     Cancelled,
 }
@@ -648,19 +650,24 @@ impl Actor {
                 };
                 // A solution is final: straight to the caller (and its event
                 // first, as the actor would send them).
-                if let RunEnd::Solved(solution, addr) = &end {
-                    if let Some(r) = reply.take() {
-                        let result = JobResult {
-                            solution: solution.clone(),
-                            worker: ad.instance.clone(),
-                            addr: *addr,
-                            wall_seconds: started.elapsed().as_secs_f64(),
-                            attempts: attempt,
-                        };
-                        let _ = finished.send(Event::Finished { job, result: result.clone() });
-                        let _ = r.send(Ok(result));
-                    }
-                }
+                let end = match end {
+                    RunEnd::Solved(solution, addr) => match reply.take() {
+                        Some(r) => {
+                            let result = JobResult {
+                                solution,
+                                worker: ad.instance.clone(),
+                                addr,
+                                wall_seconds: started.elapsed().as_secs_f64(),
+                                attempts: attempt,
+                            };
+                            let _ = finished.send(Event::Finished { job, result: result.clone() });
+                            let _ = r.send(Ok(result));
+                            RunEnd::Answered
+                        }
+                        None => RunEnd::Solved(solution, addr),
+                    },
+                    other => other,
+                };
                 (job, run, ad.instance.clone(), end)
             });
         }
@@ -672,7 +679,7 @@ impl Actor {
         }
         self.jobs[job].cancel = None;
         let outcome = match &end {
-            RunEnd::Solved(..) => Outcome::Solved,
+            RunEnd::Solved(..) | RunEnd::Answered => Outcome::Solved,
             RunEnd::Cancelled => return,
             RunEnd::Failed(JobFailure::Rejected(m)) => Outcome::Fatal(m.clone()),
             RunEnd::Failed(JobFailure::Retry(m)) => Outcome::Retry(m.clone()),

@@ -57,7 +57,7 @@ fn decode<T: DeserializeOwned>(buf: &[u8]) -> Result<T, FrameError> {
 /// [`FrameError::Truncated`] when the stream ends inside the frame,
 /// [`FrameError::TooLarge`] over `max`, [`FrameError::Garbage`] for bytes that
 /// are not a `T`, [`FrameError::Io`] when the stream fails.
-pub async fn read_msg<T: DeserializeOwned>(
+pub async fn read_msg<T: DeserializeOwned + Send + 'static>(
     r: &mut (impl AsyncRead + Unpin),
     max: usize,
 ) -> Result<Option<T>, FrameError> {
@@ -76,8 +76,19 @@ pub async fn read_msg<T: DeserializeOwned>(
     if buf.len() < len {
         return Err(FrameError::Truncated { got: buf.len(), want: len });
     }
+    if len > DECODE_INLINE {
+        // A big message (a solution of millions of values) takes a noticeable
+        // time to decode: off the async thread, which keeps connections alive.
+        return tokio::task::spawn_blocking(move || decode(&buf))
+            .await
+            .map_err(|e| FrameError::Garbage(e.to_string()))?
+            .map(Some);
+    }
     decode(&buf).map(Some)
 }
+
+/// Frames up to this size are decoded on the calling async thread.
+const DECODE_INLINE: usize = 1 << 20;
 
 /// Encodes a message as one frame.
 ///

@@ -162,10 +162,10 @@ pub(super) fn run_guarded(
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // Whatever the solver writes beside its answer (HiGHS's `Highs.log`, CPLEX's
     // clone logs) lands in the job's directory and goes with it, not in the
-    // worker's working directory. A program named by a relative path keeps the
-    // worker's directory, which that path is relative to.
-    let program = Path::new(cmd.get_program());
-    if program.is_absolute() || program.components().count() == 1 {
+    // worker's working directory. Only with absolute paths: a relative program
+    // or model path (a relative PATH entry or TMPDIR) is relative to the
+    // worker's directory, so it keeps that one.
+    if Path::new(cmd.get_program()).is_absolute() && dir.is_absolute() {
         cmd.current_dir(dir);
     }
     // SAFETY: `pre_exec` runs between fork and exec, where only async-signal-safe

@@ -375,7 +375,11 @@ pub fn detect(cfg: &DetectConfig) -> Detection {
 /// The first executable called `name` on `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
+    // Absolute, so it still names the same file when run from the job's directory.
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
 }
 
 fn is_executable(p: &Path) -> bool {

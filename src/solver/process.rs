@@ -184,7 +184,7 @@ pub async fn run(
             // Earlier jobs' output, not read when they ended.
             while *owed_ends > 0 {
                 match stderr.next_line().await? {
-                    Some(line) if line == JOB_END => *owed_ends -= 1,
+                    Some(line) if line.ends_with(JOB_END) => *owed_ends -= 1,
                     Some(_) => {}
                     None => break,
                 }
@@ -192,10 +192,14 @@ pub async fn run(
             let mut kept = std::collections::VecDeque::new();
             let mut kept_bytes = 0usize;
             let mut ended = false;
-            while let Some(line) = stderr.next_line().await? {
-                if line == JOB_END {
+            while let Some(mut line) = stderr.next_line().await? {
+                if let Some(last) = line.strip_suffix(JOB_END) {
                     ended = true;
-                    break;
+                    if last.is_empty() {
+                        break;
+                    }
+                    // The job's last output, printed without a newline.
+                    line = last.to_string();
                 }
                 if let Some(log) = log {
                     let _ = log.send(line.chars().take(MAX_LOG_LINE).collect());
@@ -204,6 +208,9 @@ pub async fn run(
                 kept.push_back(line);
                 while kept.len() > 64 || kept_bytes > 1 << 16 {
                     kept_bytes -= kept.pop_front().map_or(0, |l| l.len());
+                }
+                if ended {
+                    break;
                 }
             }
             Ok::<_, std::io::Error>((Vec::from(kept).join("\n"), ended))
@@ -521,7 +528,7 @@ impl ResidentHost {
         })
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(
+    async fn call<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         msg: &HostMsg,
         cancel: &CancellationToken,
@@ -757,6 +764,9 @@ pub fn child_main() -> i32 {
         if write_msg_blocking(&mut replies, &reply).is_err() {
             return 3;
         }
+        // The end-of-job line ends whatever the job printed last, even a line
+        // without its newline (the worker matches it at the end of a line).
+        let _ = std::io::stdout().flush();
         let mut err = std::io::stderr().lock();
         if writeln!(err, "{JOB_END}").and_then(|_| err.flush()).is_err() {
             return 3;
@@ -771,7 +781,10 @@ pub fn child_main() -> i32 {
 /// Standard output itself then goes to stderr, so a solver library that prints
 /// (HiGHS with its output on) writes into the job's log, never into a reply.
 fn reply_channel() -> std::io::Result<std::fs::File> {
-    let replies = nix::unistd::dup(std::io::stdout())?;
+    use std::os::fd::AsFd;
+    // Close-on-exec: an external solver this child starts must not hold the
+    // reply pipe open (a crash would then never look like one to the worker).
+    let replies = std::io::stdout().as_fd().try_clone_to_owned()?;
     nix::unistd::dup2_stdout(std::io::stderr())?;
     Ok(std::fs::File::from(replies))
 }

@@ -42,6 +42,8 @@ const FIRST_FRAME_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How long an upload may stop moving before it is given up.
 const UPLOAD_STALL: Duration = Duration::from_secs(30);
+/// Answers with more values than this are encoded off the async thread.
+const ENCODE_INLINE_VALUES: usize = 50_000;
 
 /// Models in transit or waiting on a worker's disk at once, by default.
 pub const DEFAULT_DISK_BUDGET: u64 = 8 << 30;
@@ -486,7 +488,16 @@ async fn handle_stream(
         }
         Request::Solve(req) => {
             let reply = solve(req, &mut send, &mut recv, shared, client).await;
-            write_msg(&mut send, &reply).await?;
+            match &reply {
+                // Millions of values take a while to encode: off the async thread.
+                Response::Done(sol) if sol.values.len() > ENCODE_INLINE_VALUES => {
+                    let frame = tokio::task::spawn_blocking(move || crate::protocol::encode(&reply))
+                        .await
+                        .map_err(|e| FrameError::Garbage(e.to_string()))??;
+                    tokio::io::AsyncWriteExt::write_all(&mut send, &frame).await?;
+                }
+                _ => write_msg(&mut send, &reply).await?,
+            }
         }
         Request::Jobs { all } => {
             let jobs = WorkerJobs { name: shared.cfg.instance.clone(), jobs: shared.board.snapshot(all) };

@@ -108,6 +108,52 @@ pub fn report(a: &ReportOptions, models: &[PathBuf], records: &[Record]) -> std:
     Ok(())
 }
 
+/// [`Progress`] drawn by its own thread: drawing waits for the terminal (a
+/// pager nobody reads, Ctrl-S), and that must never stop the runtime thread,
+/// which keeps the workers' connections alive.
+pub struct ProgressThread {
+    tx: std::sync::mpsc::Sender<Shown>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+enum Shown {
+    Event(Event),
+    Note(String),
+}
+
+impl ProgressThread {
+    /// Starts drawing `p`.
+    pub fn start(mut p: Progress) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            for m in rx {
+                match m {
+                    Shown::Event(ev) => p.event(&ev),
+                    Shown::Note(text) => p.note(&text),
+                }
+            }
+            p.finish();
+        });
+        ProgressThread { tx, thread }
+    }
+
+    /// Accounts for one dispatcher event.
+    pub fn event(&self, ev: Event) {
+        let _ = self.tx.send(Shown::Event(ev));
+    }
+
+    /// Prints a note without breaking the bar.
+    pub fn note(&self, text: &str) {
+        let _ = self.tx.send(Shown::Note(text.to_string()));
+    }
+
+    /// Draws what is left, clears the bar, and waits until that is on the terminal.
+    pub fn finish(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
+
 /// Live progress: a bar on a terminal, one line per event otherwise (on stderr).
 pub struct Progress {
     bar: Option<ProgressBar>,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{MeshConfig, SolveConfig};
 use crate::cli;
-use crate::report::{record_of, report, Progress};
+use crate::report::{record_of, report, Progress, ProgressThread};
 use crate::results::{Record, ResultDir};
 
 /// After this long without a time limit, the user is told how to bound the solves.
@@ -80,7 +80,7 @@ pub(crate) async fn solve(m: &MeshConfig, a: &SolveConfig) -> anyhow::Result<u8>
         }
         let names: HashMap<usize, String> =
             model_of.iter().map(|(j, i)| (*j, models[*i].display().to_string())).collect();
-        let mut progress = Progress::new(todo.len(), names, a.quiet);
+        let progress = ProgressThread::start(Progress::new(todo.len(), names, a.quiet));
         let stop = CancellationToken::new();
         let _signals = cli::on_signals(stop.clone(), "meshsolve");
         let deadline = async {
@@ -98,7 +98,7 @@ pub(crate) async fn solve(m: &MeshConfig, a: &SolveConfig) -> anyhow::Result<u8>
         let mut noted = opts.solve.time_limit.is_some();
         while !handles.is_empty() {
             tokio::select! {
-                Some(ev) = events.recv() => progress.event(&ev),
+                Some(ev) = events.recv() => progress.event(ev),
                 _ = stop.cancelled(), if !interrupted => {
                     interrupted = true;
                     progress.note("interrupted: cancelling running solves (Ctrl-C again to exit at once)");
@@ -127,7 +127,7 @@ pub(crate) async fn solve(m: &MeshConfig, a: &SolveConfig) -> anyhow::Result<u8>
             }
         }
         while let Ok(ev) = events.try_recv() {
-            progress.event(&ev);
+            progress.event(ev);
         }
         progress.finish();
         queue.close().await;
