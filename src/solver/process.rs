@@ -256,7 +256,7 @@ pub async fn run(
                 spares.put_back(w);
             } else {
                 kill();
-                let _ = w.child.wait().await;
+                spares.reap(w);
                 spares.refill();
             }
             return finish(reply);
@@ -393,12 +393,41 @@ impl Spares {
         Warm::start(&self.exe, self.memory_limit)
     }
 
-    /// Starts the missing spares in the background (after one was used up).
+    /// Starts the missing spares in the background (after one was used up),
+    /// one at a time and each after the tasks already waiting: on the worker's
+    /// one runtime thread a process start holds it for a millisecond or two, and
+    /// the answer of the job that used the spare goes out first.
     fn refill(self: &Arc<Self>) {
         if self.want > 0 && !self.tasks.is_closed() {
             let me = self.clone();
-            self.tasks.spawn(async move { me.fill() });
+            self.tasks.spawn(async move {
+                loop {
+                    tokio::task::yield_now().await;
+                    let waiting = me.ready.lock().map(|r| r.len()).unwrap_or(usize::MAX);
+                    if waiting >= me.want || me.tasks.is_closed() {
+                        return;
+                    }
+                    match Warm::start(&me.exe, me.memory_limit) {
+                        Ok(c) => {
+                            if let Ok(mut r) = me.ready.lock() {
+                                r.push(c);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("cannot start a spare solver process: {e}");
+                            return;
+                        }
+                    }
+                }
+            });
         }
+    }
+
+    /// Reaps a killed child in the background (its answer need not wait for that).
+    fn reap(&self, mut w: Warm) {
+        self.tasks.spawn(async move {
+            let _ = w.child.wait().await;
+        });
     }
 
     /// Takes back a child that finished its job cleanly, for the next one.
