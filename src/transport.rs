@@ -368,6 +368,17 @@ pub async fn receive_file(
         })
     };
     let mut file = Some(tokio::fs::File::create(path).await?.into_std().await);
+    if let Some(f) = &file {
+        // The whole size at once: the disk says now whether the model fits
+        // (StorageFull), and the writes that follow need no block allocation.
+        // A file system that cannot preallocate just writes as it goes.
+        let len = i64::try_from(size).unwrap_or(i64::MAX);
+        if let Err(nix::errno::Errno::ENOSPC) =
+            nix::fcntl::fallocate(f, nix::fcntl::FallocateFlags::empty(), 0, len)
+        {
+            return Err(std::io::ErrorKind::StorageFull.into());
+        }
+    }
     let mut pending: Option<Pending> = None;
     let (mut batch, mut batched) = (Vec::new(), 0usize);
     let mut left = size;
