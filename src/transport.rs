@@ -367,19 +367,18 @@ pub async fn receive_file(
             Ok(f)
         })
     };
-    let mut file = Some(tokio::fs::File::create(path).await?.into_std().await);
-    if let Some(f) = &file {
-        // The whole size at once: the disk says now whether the model fits
-        // (StorageFull), and the writes that follow need no block allocation.
-        // A file system that cannot preallocate just writes as it goes.
-        let len = i64::try_from(size).unwrap_or(i64::MAX);
-        if let Err(nix::errno::Errno::ENOSPC) =
-            nix::fcntl::fallocate(f, nix::fcntl::FallocateFlags::empty(), 0, len)
-        {
-            return Err(std::io::ErrorKind::StorageFull.into());
-        }
+    let file = tokio::fs::File::create(path).await?.into_std().await;
+    // The whole size at once: the disk says now whether the model fits
+    // (StorageFull), and the writes that follow need no block allocation.
+    // A file system that cannot preallocate just writes as it goes.
+    let len = i64::try_from(size).unwrap_or(i64::MAX);
+    if let Err(nix::errno::Errno::ENOSPC) =
+        nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, len)
+    {
+        return Err(std::io::ErrorKind::StorageFull.into());
     }
-    let mut pending: Option<Pending> = None;
+    // One write in flight at a time; it hands the file back for the next one.
+    let mut pending = write(file, Vec::new());
     let (mut batch, mut batched) = (Vec::new(), 0usize);
     let mut left = size;
     while left > 0 {
@@ -395,26 +394,14 @@ pub async fn receive_file(
         left -= chunk.bytes.len() as u64;
         batched += chunk.bytes.len();
         batch.push(chunk);
-        if batched >= FILE_CHUNK || left == 0 {
-            // One write in flight at a time: wait for the last, then start this one.
-            let f = match pending.take() {
-                Some(p) => p.await.map_err(std::io::Error::other)??,
-                None => file.take().ok_or_else(|| std::io::Error::other("file already closed"))?,
-            };
-            pending = Some(write(f, std::mem::take(&mut batch)));
+        if batched >= FILE_CHUNK {
+            let f = pending.await.map_err(std::io::Error::other)??;
+            pending = write(f, std::mem::take(&mut batch));
             batched = 0;
         }
     }
-    let f = match pending.take() {
-        Some(p) => Some(p.await.map_err(std::io::Error::other)??),
-        None => file.take(),
-    };
-    if let Some(mut f) = f {
-        if !batch.is_empty() {
-            f = write(f, batch).await.map_err(std::io::Error::other)??;
-        }
-        drop(f);
-    }
+    let f = pending.await.map_err(std::io::Error::other)??;
+    write(f, batch).await.map_err(std::io::Error::other)??;
     Ok(size - left)
 }
 

@@ -354,21 +354,20 @@ impl Spares {
     /// as long as the worker (a runtime thread): a child's parent-death signal
     /// follows the thread that started it.
     pub fn fill(&self) {
-        loop {
-            let waiting = self.ready.lock().map(|r| r.len()).unwrap_or(usize::MAX);
-            if waiting >= self.want || self.tasks.is_closed() {
-                return;
-            }
-            match Warm::start(&self.exe, self.memory_limit) {
-                Ok(c) => {
-                    if let Ok(mut r) = self.ready.lock() {
-                        r.push(c);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("cannot start a spare solver process: {e}");
-                    return;
-                }
+        while self.start_one() {}
+    }
+
+    /// Starts one more waiting child if fewer than `want` wait; whether it did.
+    fn start_one(&self) -> bool {
+        let waiting = self.ready.lock().map(|r| r.len()).unwrap_or(usize::MAX);
+        if waiting >= self.want || self.tasks.is_closed() {
+            return false;
+        }
+        match Warm::start(&self.exe, self.memory_limit) {
+            Ok(c) => self.ready.lock().map(|mut r| r.push(c)).is_ok(),
+            Err(e) => {
+                tracing::warn!("cannot start a spare solver process: {e}");
+                false
             }
         }
     }
@@ -403,20 +402,8 @@ impl Spares {
             self.tasks.spawn(async move {
                 loop {
                     tokio::task::yield_now().await;
-                    let waiting = me.ready.lock().map(|r| r.len()).unwrap_or(usize::MAX);
-                    if waiting >= me.want || me.tasks.is_closed() {
+                    if !me.start_one() {
                         return;
-                    }
-                    match Warm::start(&me.exe, me.memory_limit) {
-                        Ok(c) => {
-                            if let Ok(mut r) = me.ready.lock() {
-                                r.push(c);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!("cannot start a spare solver process: {e}");
-                            return;
-                        }
                     }
                 }
             });
