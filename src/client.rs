@@ -681,7 +681,12 @@ impl Mesh {
                 Ok(Some(
                     Response::Received(_) | Response::Ready { .. } | Response::Step(_) | Response::Lease(_),
                 )) => return Err(JobFailure::Retry("worker sent an unexpected reply".into())),
-                Ok(Some(Response::Done(sol))) => return Ok((sol, addr)),
+                Ok(Some(Response::Done(sol))) => {
+                    // The worker's end of stream came with the answer: reading it
+                    // now means dropping the stream has nothing to tell the peer.
+                    let _ = futures_util::FutureExt::now_or_never(recv.read_chunk(1, true));
+                    return Ok((sol, addr));
+                }
                 Ok(Some(Response::Failed { kind: FailKind::Rejected, message })) => {
                     return Err(JobFailure::Rejected(message))
                 }

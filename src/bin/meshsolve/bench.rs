@@ -18,6 +18,12 @@ use meshsolve::dispatch::{wait_all, Queue, QueueOptions};
 use meshsolve::model::{self, Format};
 use meshsolve::solver::{self, SolveOptions};
 
+/// Tiny jobs sent before the per-job figures are measured, for at least this
+/// long: right after the cold-start figures a job costs up to half as much
+/// again for its first hundreds (caches, the machine's idle states), and the
+/// per-job figures are about the steady state.
+const DISPATCH_WARM_UP: Duration = Duration::from_millis(300);
+
 /// What to measure and how much.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -485,6 +491,13 @@ async fn dispatch(c: &Ctx<'_>) -> anyhow::Result<Vec<Figure>> {
         inproc.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let queue = Queue::new(&c.mesh, QueueOptions::default());
+    // Warm-up (see DISPATCH_WARM_UP).
+    let t = Instant::now();
+    let mut warm = 0;
+    while t.elapsed() < DISPATCH_WARM_UP || warm < 50 {
+        queue.submit(&c.tiny, &c.job).await?.wait().await?;
+        warm += 1;
+    }
     let mut via = Vec::new();
     let mut worker_side = Vec::new();
     let mut above = Vec::new();
