@@ -307,18 +307,10 @@ pub async fn send_file(mut file: std::fs::File, to: &mut quinn::SendStream) -> s
     }
     let read_ahead = |mut f: std::fs::File| {
         tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; FILE_CHUNK];
-            let mut n = 0;
-            while n < buf.len() {
-                match f.read(&mut buf[n..]) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            buf.truncate(n);
-            Ok((f, buf))
+            // Into spare capacity: the buffer is not zeroed first.
+            let mut buf = Vec::with_capacity(FILE_CHUNK);
+            (&mut f).take(FILE_CHUNK as u64).read_to_end(&mut buf)?;
+            Ok::<_, std::io::Error>((f, buf))
         })
     };
     let mut sent = 0u64;
@@ -349,22 +341,15 @@ pub async fn receive_file(
     path: &std::path::Path,
     stall: Duration,
 ) -> std::io::Result<u64> {
-    type Pending = tokio::task::JoinHandle<std::io::Result<std::fs::File>>;
-    // The chunks as QUIC received them (no copy), written with one vectored
-    // write per IOV_MAX of them.
-    let write = |mut f: std::fs::File, chunks: Vec<quinn::Chunk>| -> Pending {
+    type Pending = tokio::task::JoinHandle<std::io::Result<(std::fs::File, Vec<u8>)>>;
+    // Two buffers take turns: one fills from the stream (the bytes are copied
+    // while still in the cache, and QUIC reuses its packet buffers at once)
+    // while the other is written; it comes back empty for the next turn.
+    let write = |mut f: std::fs::File, mut buf: Vec<u8>| -> Pending {
         tokio::task::spawn_blocking(move || {
-            let mut slices: Vec<std::io::IoSlice<'_>> =
-                chunks.iter().map(|c| std::io::IoSlice::new(&c.bytes)).collect();
-            let mut rest = &mut slices[..];
-            while !rest.is_empty() {
-                let n = std::io::Write::write_vectored(&mut f, &rest[..rest.len().min(1024)])?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::WriteZero.into());
-                }
-                std::io::IoSlice::advance_slices(&mut rest, n);
-            }
-            Ok(f)
+            std::io::Write::write_all(&mut f, &buf)?;
+            buf.clear();
+            Ok((f, buf))
         })
     };
     let file = tokio::fs::File::create(path).await?.into_std().await;
@@ -377,12 +362,12 @@ pub async fn receive_file(
     {
         return Err(std::io::ErrorKind::StorageFull.into());
     }
-    // One write in flight at a time; it hands the file back for the next one.
-    let mut pending = write(file, Vec::new());
-    let (mut batch, mut batched) = (Vec::new(), 0usize);
+    let turn = usize::try_from(size).unwrap_or(usize::MAX).min(FILE_CHUNK);
+    let mut pending = write(file, Vec::with_capacity(turn));
+    let mut buf = Vec::with_capacity(turn);
     let mut left = size;
     while left > 0 {
-        let want = usize::try_from(left).unwrap_or(usize::MAX).min(FILE_CHUNK);
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(turn - buf.len());
         let chunk = match tokio::time::timeout(stall, from.read_chunk(want, true)).await {
             Err(_) => {
                 let msg = format!("no model bytes for {} s", stall.as_secs());
@@ -392,16 +377,14 @@ pub async fn receive_file(
         };
         let Some(chunk) = chunk else { break };
         left -= chunk.bytes.len() as u64;
-        batched += chunk.bytes.len();
-        batch.push(chunk);
-        if batched >= FILE_CHUNK {
-            let f = pending.await.map_err(std::io::Error::other)??;
-            pending = write(f, std::mem::take(&mut batch));
-            batched = 0;
+        buf.extend_from_slice(&chunk.bytes);
+        if buf.len() >= turn {
+            let (f, empty) = pending.await.map_err(std::io::Error::other)??;
+            pending = write(f, std::mem::replace(&mut buf, empty));
         }
     }
-    let f = pending.await.map_err(std::io::Error::other)??;
-    write(f, batch).await.map_err(std::io::Error::other)??;
+    let (f, _) = pending.await.map_err(std::io::Error::other)??;
+    write(f, buf).await.map_err(std::io::Error::other)??;
     Ok(size - left)
 }
 
