@@ -14,9 +14,14 @@ use tokio_util::task::TaskTracker;
 use super::{BoxFuture, Discovery, DiscoveryError, DiscoveryEvent, SolverInfo, WorkerAd, SERVICE_TYPE};
 use crate::protocol::PoolInfo;
 
+/// How long the one-shot query of a browse listens for answers (they come at once).
+const ONE_SHOT_WAIT: Duration = Duration::from_secs(1);
+
 /// mDNS announcer and browser.
 pub struct Mdns {
     daemon: ServiceDaemon,
+    /// The interfaces it is restricted to; empty for all.
+    interfaces: Vec<String>,
     registered: Mutex<Vec<String>>,
     /// Stops the browse tasks.
     cancel: CancellationToken,
@@ -44,6 +49,7 @@ impl Mdns {
         }
         Ok(Mdns {
             daemon,
+            interfaces: interfaces.to_vec(),
             registered: Mutex::new(Vec::new()),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -172,6 +178,17 @@ impl Discovery for Mdns {
     fn browse(&self) -> Result<mpsc::UnboundedReceiver<DiscoveryEvent>, DiscoveryError> {
         let rx = self.daemon.browse(SERVICE_TYPE).map_err(err)?;
         let (tx, out) = mpsc::unbounded_channel();
+        // Asked once more directly, for answers without mDNS's waits (see `oneshot`).
+        let (ask, cancel) = (
+            super::oneshot::ask(self.interfaces.clone(), SERVICE_TYPE, ONE_SHOT_WAIT, tx.clone()),
+            self.cancel.clone(),
+        );
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = ask => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
             loop {

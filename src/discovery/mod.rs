@@ -1,5 +1,5 @@
 //! How workers are found: one small trait, [`Discovery`], with an mDNS
-//! implementation ([`mdns`]), a static name-server lookup ([`registry`]), the
+//! implementation ([`mdns`], which also asks once directly: `oneshot`), a static name-server lookup ([`registry`]), the
 //! workers remembered from earlier runs ([`cache`]), and a fan-out
 //! ([`Discoveries`]) that merges them, so a client does not care where a worker
 //! came from.
@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod mdns;
+mod oneshot;
 pub mod registry;
 
 use std::collections::HashMap;
