@@ -22,6 +22,8 @@ pub struct Mdns {
     daemon: ServiceDaemon,
     /// The interfaces it is restricted to; empty for all.
     interfaces: Vec<String>,
+    /// Whether a browse also asks once directly (see `oneshot`).
+    ask_once: bool,
     registered: Mutex<Vec<String>>,
     /// Stops the browse tasks.
     cancel: CancellationToken,
@@ -50,10 +52,19 @@ impl Mdns {
         Ok(Mdns {
             daemon,
             interfaces: interfaces.to_vec(),
+            ask_once: true,
             registered: Mutex::new(Vec::new()),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
+    }
+
+    /// Browses by multicast alone, without the one-shot query answered by
+    /// unicast: for checking that multicast itself flows (`meshsolve doctor`).
+    #[must_use]
+    pub fn multicast_only(mut self) -> Self {
+        self.ask_once = false;
+        self
     }
 }
 
@@ -179,42 +190,43 @@ impl Discovery for Mdns {
         let rx = self.daemon.browse(SERVICE_TYPE).map_err(err)?;
         let (tx, out) = mpsc::unbounded_channel();
         // Asked once more directly, for answers without mDNS's waits (see `oneshot`).
-        let (ask, cancel) = (
-            super::oneshot::ask(self.interfaces.clone(), SERVICE_TYPE, ONE_SHOT_WAIT, tx.clone()),
-            self.cancel.clone(),
-        );
-        self.tasks.spawn(async move {
-            tokio::select! {
-                _ = ask => {}
-                _ = cancel.cancelled() => {}
-            }
-        });
+        let (found_tx, mut found) = mpsc::unbounded_channel::<WorkerAd>();
+        if self.ask_once {
+            let ask = super::oneshot::ask(self.interfaces.clone(), SERVICE_TYPE, ONE_SHOT_WAIT, found_tx);
+            let cancel = self.cancel.clone();
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    _ = ask => {}
+                    _ = cancel.cancelled() => {}
+                }
+            });
+        }
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
+            // Instances the browse has resolved or seen leave (lowercase): it
+            // knows them better than a one-shot answer, which is then dropped
+            // (it may be older, or have fewer addresses).
+            let mut browsed: std::collections::HashSet<String> = std::collections::HashSet::new();
             loop {
                 let ev = tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tx.closed() => break,
-                    ev = rx.recv_async() => match ev { Ok(ev) => ev, Err(_) => break },
-                };
-                let ev = match ev {
-                    ServiceEvent::ServiceResolved(svc) => {
-                        let instance = instance_of(&svc.fullname);
-                        let mut addrs: Vec<SocketAddr> =
-                            svc.addresses.iter().map(|a| socket_addr(a, svc.port)).collect();
-                        addrs.sort();
-                        let props = &svc.txt_properties;
-                        match decode(&instance, addrs, |k| props.get_property_val_str(k).map(str::to_string))
-                        {
-                            Some(ad) => DiscoveryEvent::Up(ad),
-                            None => {
-                                tracing::debug!(%instance, "ignoring mDNS advert with missing fields");
-                                continue;
-                            }
+                    Some(ad) = found.recv() => {
+                        if browsed.contains(&ad.instance.to_ascii_lowercase()) {
+                            continue;
                         }
+                        DiscoveryEvent::Up(ad)
                     }
-                    ServiceEvent::ServiceRemoved(_, fullname) => DiscoveryEvent::Down(instance_of(&fullname)),
-                    _ => continue,
+                    ev = rx.recv_async() => {
+                        let Ok(ev) = ev else { break };
+                        let Some(ev) = browse_event(ev) else { continue };
+                        let instance = match &ev {
+                            DiscoveryEvent::Up(ad) => &ad.instance,
+                            DiscoveryEvent::Down(i) => i,
+                        };
+                        browsed.insert(instance.to_ascii_lowercase());
+                        ev
+                    }
                 };
                 if tx.send(ev).is_err() {
                     break;
@@ -246,6 +258,26 @@ impl Discovery for Mdns {
             })
             .await;
         })
+    }
+}
+
+/// What an `mdns-sd` browse event means here; `None` for the events that
+/// matter not, and for adverts with missing fields.
+fn browse_event(ev: ServiceEvent) -> Option<DiscoveryEvent> {
+    match ev {
+        ServiceEvent::ServiceResolved(svc) => {
+            let instance = instance_of(&svc.fullname);
+            let mut addrs: Vec<SocketAddr> = svc.addresses.iter().map(|a| socket_addr(a, svc.port)).collect();
+            addrs.sort();
+            let props = &svc.txt_properties;
+            let ad = decode(&instance, addrs, |k| props.get_property_val_str(k).map(str::to_string));
+            if ad.is_none() {
+                tracing::debug!(%instance, "ignoring mDNS advert with missing fields");
+            }
+            ad.map(DiscoveryEvent::Up)
+        }
+        ServiceEvent::ServiceRemoved(_, fullname) => Some(DiscoveryEvent::Down(instance_of(&fullname))),
+        _ => None,
     }
 }
 

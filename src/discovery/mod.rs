@@ -1,8 +1,9 @@
 //! How workers are found: one small trait, [`Discovery`], with an mDNS
-//! implementation ([`mdns`], which also asks once directly: `oneshot`), a static name-server lookup ([`registry`]), the
-//! workers remembered from earlier runs ([`cache`]), and a fan-out
-//! ([`Discoveries`]) that merges them, so a client does not care where a worker
-//! came from.
+//! implementation ([`mdns`], whose browse also asks once directly with a
+//! query answered by unicast, `oneshot`), a static name-server lookup
+//! ([`registry`]), the workers remembered from earlier runs ([`cache`]), and a
+//! fan-out ([`Discoveries`]) that merges them, so a client does not care where
+//! a worker came from.
 //!
 //! May import: `protocol`, `transport`, `certs`. Every task a back-end spawns
 //! is owned by it and stopped by [`Discovery::shutdown`].
