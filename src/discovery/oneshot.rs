@@ -7,7 +7,8 @@
 //! at most once a second, which made a client started within a second of
 //! another wait for the next second. Owned by [`super::mdns::Mdns::browse`],
 //! whose `mdns-sd` browse keeps watching for workers that come and go and
-//! outranks what this finds.
+//! outranks what this finds. A worker found only here (a host that hears no
+//! multicast) gets no goodbye: a client drops it when its connection fails.
 //!
 //! IPv4 only: the browse finds IPv6-only workers. A reply is read whole or not
 //! at all, and one that answers another query (its id) or does not come from
